@@ -1,0 +1,1 @@
+"""smithers: durable, human-in-the-loop workflows written as component trees."""

@@ -1,0 +1,139 @@
+"""`render`: run a build function against a `Context` and compile the tree it returns.
+
+Pure: no I/O, no clock, no store. ``run`` callables and request functions are never called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from smithers.compiler.codec import check_value, decode_value, encode_value, type_name
+from smithers.compiler.context import Context, MappingSource, OutputSource
+from smithers.compiler.graph import Graph
+from smithers.compiler.lower import LoweringView, compile_tree
+from smithers.components.definition import WorkflowDefinition
+from smithers.errors import (
+    BuildError,
+    CompileError,
+    DefinitionError,
+    InputError,
+)
+
+__all__ = ["encode_input", "input_decoder", "render", "render_once"]
+
+_MAX_PASSES = 4
+
+
+def encode_input(definition: WorkflowDefinition, value: Any) -> bytes:
+    """Validate a run's input into the definition's input type; return its msgpack bytes.
+
+    Raises:
+        InputError: Naming the workflow, the type and the field path.
+    """
+    if definition.input_type is None:
+        try:
+            return encode_value(value)
+        except (TypeError, ValueError) as exc:
+            raise InputError(
+                f"Input for `{definition.name}` cannot be stored ({exc}); pass JSON-able data."
+            ) from None
+    try:
+        _, raw = check_value(value, definition.input_type)
+    except ValueError as exc:
+        expected = type_name(definition.input_type)
+        raise InputError(
+            f"Input for `{definition.name}` does not match `{expected}`: {exc}; pass input "
+            f"matching `{expected}`."
+        ) from None
+    return raw
+
+
+def input_decoder(definition: WorkflowDefinition, raw: bytes | None) -> Callable[[], Any]:
+    """Return a function that decodes a fresh copy of the stored input on every call."""
+    if raw is None:
+        return lambda: None
+    tp = definition.input_type
+    return lambda: decode_value(raw, tp)
+
+
+def render_once(
+    definition: WorkflowDefinition,
+    *,
+    source: OutputSource,
+    view: LoweringView | None,
+    run_id: str,
+    input_raw: bytes | None,
+) -> tuple[Graph, Context]:
+    """Call the build function once with a fresh `Context` and compile what it returns.
+
+    Returns:
+        The graph and the (sealed) context, whose ``reads`` are the render's dependencies.
+
+    Raises:
+        BuildError: When the build function raises something that is not a smithers error.
+        CompileError, DefinitionError: For a bad tree or a bad prop.
+    """
+    ctx = Context(run_id=run_id, source=source, input_decode=input_decoder(definition, input_raw))
+    try:
+        tree = definition.build(ctx)
+    except (DefinitionError, CompileError, BuildError, InputError):
+        raise
+    except Exception as exc:
+        raise BuildError(
+            f"The build function of `{definition.name}` raised {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        ctx.seal()
+    if tree is None:
+        raise CompileError(
+            f"The build function of `{definition.name}` returned None; it must return "
+            "Workflow(..., name=...)."
+        )
+    return compile_tree(tree, view=view), ctx
+
+
+def render(
+    definition: WorkflowDefinition,
+    input: Any = None,
+    *,
+    outputs: Mapping[Any, Any] | None = None,
+    run_id: str = "preview",
+) -> Graph:
+    """Render and compile a workflow without running anything.
+
+    Args:
+        definition: What ``@smithers`` made.
+        input: The run input, validated into the definition's input type.
+        outputs: Outputs to render against: node id (iteration ``()``) or
+            ``(node_id, iteration)`` to value.
+        run_id: What ``ctx.run_id`` returns.
+
+    Returns:
+        The graph, with every loop at iteration 0.
+
+    Raises:
+        InputError: When ``input`` does not match the input type.
+        DefinitionError, CompileError, BuildError: For a bad tree.
+    """
+    if not isinstance(definition, WorkflowDefinition):
+        raise TypeError(f"render() takes what @smithers returns, got {type(definition).__name__}")
+    raw = encode_input(definition, input)
+    source = MappingSource(outputs)
+    graph: Graph | None = None
+    for _ in range(_MAX_PASSES):
+        graph, ctx = render_once(definition, source=source, view=None, run_id=run_id, input_raw=raw)
+        loops = {g.name: g.iteration[-1] for g in graph.groups if g.kind == "loop" and g.name}
+        new_types = {
+            node_id: getattr(el, "output", None)
+            for node_id, el in graph.elements.items()
+            if node_id in ctx.untyped_reads
+        }
+        again = ctx.read_iterations and source.learn(loops)
+        if new_types:
+            source.types.update(new_types)
+            again = True
+        if not again:
+            break
+    assert graph is not None
+    return graph

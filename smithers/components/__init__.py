@@ -1,0 +1,34 @@
+"""What users write: elements, the built-in components, ``@component`` and ``smithers()``."""
+
+from smithers.components.component import ComponentElement, component
+from smithers.components.definition import WorkflowDefinition, smithers
+from smithers.components.element import Element, is_valid_id
+from smithers.components.groups import Branch, Loop, Parallel, Sequence, Workflow
+from smithers.components.nodes import (
+    Approval,
+    ApprovalDecision,
+    ApprovalRequest,
+    Signal,
+    Task,
+    TaskInfo,
+)
+
+__all__ = [
+    "Approval",
+    "ApprovalDecision",
+    "ApprovalRequest",
+    "Branch",
+    "ComponentElement",
+    "Element",
+    "Loop",
+    "Parallel",
+    "Sequence",
+    "Signal",
+    "Task",
+    "TaskInfo",
+    "Workflow",
+    "WorkflowDefinition",
+    "component",
+    "is_valid_id",
+    "smithers",
+]
