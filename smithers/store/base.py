@@ -1,0 +1,277 @@
+"""The `Store` protocol the runtime sees, the `Batch` it commits, and shared store helpers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import attrs
+import msgspec
+
+from smithers.errors import AlreadyDecidedError, GateNotRequestedError, LeaseLostError
+from smithers.store.records import (
+    ApprovalRecord,
+    AttemptRecord,
+    EventRecord,
+    GroupRecord,
+    Iteration,
+    Lease,
+    NewEvent,
+    NodeRecord,
+    RunRecord,
+    SignalRecord,
+)
+
+__all__ = [
+    "Batch",
+    "CommitResult",
+    "Decision",
+    "NodeKey",
+    "RunSnapshot",
+    "Store",
+    "check_decidable",
+    "check_token",
+    "default_store_path",
+]
+
+NodeKey = tuple[str, Iteration]
+
+
+@attrs.define
+class Batch:
+    """Everything one write transaction commits for a run, events included.
+
+    Attributes:
+        run: Field updates applied to the run record read inside the transaction (so a
+            concurrent inbox bump is never lost).
+        expect_inbox: When set, the commit happens only if the run's inbox still equals it
+            (parking: nothing arrived since the owner last looked).
+        release_lease: Clear the lease in the same transaction.
+    """
+
+    run: dict[str, Any] = attrs.field(factory=dict)
+    nodes: list[NodeRecord] = attrs.field(factory=list)
+    groups: list[GroupRecord] = attrs.field(factory=list)
+    attempts: list[AttemptRecord] = attrs.field(factory=list)
+    outputs: list[tuple[str, Iteration, bytes]] = attrs.field(factory=list)
+    approvals: list[ApprovalRecord] = attrs.field(factory=list)
+    frames: list[tuple[str, bytes]] = attrs.field(factory=list)
+    events: list[NewEvent] = attrs.field(factory=list)
+    expect_inbox: int | None = None
+    release_lease: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.run
+            or self.nodes
+            or self.groups
+            or self.attempts
+            or self.outputs
+            or self.approvals
+            or self.frames
+            or self.events
+            or self.release_lease
+        )
+
+
+@attrs.frozen
+class CommitResult:
+    """What a commit saw: whether it applied, the run afterwards, and the events' numbers."""
+
+    applied: bool
+    run: RunRecord
+    seqs: tuple[int, ...] = ()
+
+
+@attrs.frozen
+class Decision:
+    """An approval decision to record (compare-and-set on a requested gate)."""
+
+    node_id: str
+    iteration: Iteration
+    approved: bool
+    note: str | None
+    decided_by: str | None
+    decided_at: str
+    recorded_by: str | None
+    recorded_on: str | None
+
+
+@attrs.frozen
+class RunSnapshot:
+    """A run's records, read in one transaction."""
+
+    run: RunRecord
+    nodes: dict[NodeKey, NodeRecord]
+    groups: dict[tuple[str, str, Iteration], GroupRecord]
+    outputs: dict[NodeKey, bytes]
+    approvals: dict[NodeKey, ApprovalRecord]
+    signals: dict[NodeKey, SignalRecord]
+
+
+class Store(Protocol):
+    """What the runtime needs from persistence. One shared contract suite tests every store."""
+
+    @property
+    def path(self) -> str | None:
+        """The store's directory, or None for an in-memory store."""
+
+    def close(self) -> None:
+        """Release the store's resources."""
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        """The run record, or None."""
+
+    def runs(self, status: str | None = None) -> list[RunRecord]:
+        """Every run (or those with ``status``, from the status index), oldest first."""
+
+    def load(self, run_id: str) -> RunSnapshot | None:
+        """All of a run's records in one read transaction, or None for an unknown run."""
+
+    def output(self, run_id: str, node_id: str, iteration: Iteration) -> bytes | None:
+        """One committed output's bytes."""
+
+    def attempts(self, run_id: str) -> list[AttemptRecord]:
+        """Every attempt of the run, by node then number."""
+
+    def approvals(self, run_id: str) -> list[ApprovalRecord]:
+        """Every approval record of the run."""
+
+    def requested_gates(self) -> list[tuple[RunRecord, ApprovalRecord]]:
+        """Every requested gate across runs, from the index (not a scan of all runs)."""
+
+    def frame(self, digest: str) -> bytes | None:
+        """A stored graph frame by its hash."""
+
+    def events(
+        self, *, after: int = 0, run_id: str | None = None, limit: int | None = None
+    ) -> list[EventRecord]:
+        """Events with ``seq > after``, in order; one run's from its index."""
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def create_run(self, run: RunRecord, batch: Batch) -> RunRecord:
+        """Insert a new run (assigning its internal key) and commit ``batch`` with it.
+
+        Raises:
+            ValueError: When the run id is taken.
+        """
+
+    def commit(self, run_id: str, batch: Batch, *, token: str | None) -> CommitResult:
+        """Apply ``batch`` atomically; with ``token`` first check the caller still owns the run.
+
+        Raises:
+            LeaseLostError: When ``token`` is not the run's lease token.
+        """
+
+    def acquire(
+        self,
+        run_id: str,
+        lease: Lease,
+        *,
+        is_dead: Callable[[Lease], bool],
+        batch: Batch,
+    ) -> RunRecord:
+        """Take the run's lease unless a live owner holds it; commit ``batch`` with it.
+
+        A terminal run is returned unchanged (and ``batch`` is not applied).
+
+        Raises:
+            RunNotFoundError: For an unknown run.
+            RunLockedError: When the current owner is alive.
+        """
+
+    def decide(self, run_id: str, decision: Decision) -> tuple[ApprovalRecord, RunRecord]:
+        """Record a decision on a requested gate: read, check and write in one transaction.
+
+        Bumps the run's inbox and appends ``approval.decided``.
+
+        Raises:
+            RunNotFoundError, GateNotRequestedError, AlreadyDecidedError: Nothing is written.
+        """
+
+    def deliver(self, run_id: str, signal: SignalRecord) -> RunRecord:
+        """Record a signal's data once; bumps the run's inbox and appends ``signal.received``.
+
+        Raises:
+            RunNotFoundError, AlreadyDeliveredError: Nothing is written.
+        """
+
+
+def check_token(run: RunRecord, token: str | None) -> None:
+    """Raise `LeaseLostError` unless ``token`` is the run's current lease token."""
+    if token is not None and (run.lease is None or run.lease.token != token):
+        owner = f"pid {run.lease.pid} on {run.lease.host}" if run.lease else "nobody"
+        raise LeaseLostError(
+            f"Run `{run.run_id}` is no longer owned by this process (now {owner}); it stopped "
+            "without committing."
+        )
+
+
+def check_decidable(run: RunRecord, record: ApprovalRecord | None, decision: Decision) -> None:
+    """Refuse a decision on a gate that is not requested now (shared by every store)."""
+    where = _where(decision.node_id, decision.iteration)
+    if record is None or record.status == "withdrawn":
+        raise GateNotRequestedError(
+            f"Gate {where} of run `{run.run_id}` has not been requested"
+            + (" (it was withdrawn)" if record is not None else "")
+            + "; decide it once `smithers approvals` lists it."
+        )
+    if record.status != "requested":
+        what = "approved" if record.status == "approved" else "denied"
+        note = (record.decision or {}).get("note")
+        raise AlreadyDecidedError(
+            f"Gate {where} of run `{run.run_id}` was already {what} by "
+            f"{record.decided_by or 'unknown'} at {record.decided_at}"
+            + (f" ({note!r})" if note else "")
+            + "; a decision is final."
+        )
+
+
+def _where(node_id: str, iteration: Iteration) -> str:
+    its = f" iteration {'.'.join(map(str, iteration))}" if iteration else ""
+    return f"`{node_id}`{its}"
+
+
+def decided_record(record: ApprovalRecord, decision: Decision) -> ApprovalRecord:
+    """The approval record after ``decision`` (the stored decision is the gate's output)."""
+    return msgspec.structs.replace(
+        record,
+        status="approved" if decision.approved else "denied",
+        decision={
+            "approved": decision.approved,
+            "note": decision.note,
+            "decided_by": decision.decided_by,
+            "decided_at": decision.decided_at,
+        },
+        decided_at=decision.decided_at,
+        decided_by=decision.decided_by,
+        recorded_by=decision.recorded_by,
+        recorded_on=decision.recorded_on,
+    )
+
+
+def default_store_path(start: str | None = None) -> tuple[str, bool]:
+    """Resolve the store directory: ``$SMITHERS_STORE``, else the nearest ``.smithers/``
+    walking up from ``start`` (the working directory), else ``./.smithers``.
+
+    Returns:
+        The path and whether it was found by that default rule (commands printed for other
+        people then need no ``--store``).
+    """
+    env = os.environ.get("SMITHERS_STORE")
+    if env:
+        return os.path.abspath(env), False
+    here = os.path.abspath(start or os.getcwd())
+    probe = here
+    while True:
+        candidate = os.path.join(probe, ".smithers")
+        if os.path.isdir(candidate):
+            return candidate, True
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            return os.path.join(here, ".smithers"), True
+        probe = parent

@@ -1,0 +1,437 @@
+"""`KVStore`: runs, node states, outputs, approvals, signals, events and indexes on a `KV`.
+
+Every state change and its events commit in one write transaction; event numbers are
+allocated inside it (``last + 1``), so the log is gap-free and in commit order.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import TypeVar
+
+import msgspec
+
+from smithers.errors import (
+    AlreadyDeliveredError,
+    InputError,
+    RunLockedError,
+    RunNotFoundError,
+    SignalError,
+)
+from smithers.store.base import (
+    Batch,
+    CommitResult,
+    Decision,
+    NodeKey,
+    RunSnapshot,
+    check_decidable,
+    check_token,
+    decided_record,
+)
+from smithers.store.keys import (
+    event_key,
+    node_key,
+    parse_event_key,
+    run_key,
+    status_key,
+)
+from smithers.store.kv import KV, Txn
+from smithers.store.records import (
+    TERMINAL_RUN_STATUSES,
+    ApprovalRecord,
+    AttemptRecord,
+    EventRecord,
+    GroupRecord,
+    Iteration,
+    Lease,
+    NewEvent,
+    NodeRecord,
+    RunRecord,
+    SignalRecord,
+)
+
+__all__ = ["KVStore"]
+
+T = TypeVar("T")
+_ENC = msgspec.msgpack.Encoder()
+_RUN = msgspec.msgpack.Decoder(RunRecord)
+_NODE = msgspec.msgpack.Decoder(NodeRecord)
+_GROUP = msgspec.msgpack.Decoder(GroupRecord)
+_ATTEMPT = msgspec.msgpack.Decoder(AttemptRecord)
+_APPROVAL = msgspec.msgpack.Decoder(ApprovalRecord)
+_SIGNAL = msgspec.msgpack.Decoder(SignalRecord)
+_EVENT = msgspec.msgpack.Decoder(EventRecord)
+_U32 = struct.Struct(">I")
+_NEXT_RUN = b"next-run-key"
+
+
+def _split_node_key(raw: bytes) -> NodeKey:
+    """(name, iteration) from a node-table key (run key stripped)."""
+    body = raw[8:]
+    cut = body.index(b"\x00")
+    rest = body[cut + 1 :]
+    return body[:cut].decode(), tuple(_U32.unpack_from(rest, i)[0] for i in range(0, len(rest), 4))
+
+
+def _group_name(record: GroupRecord) -> str:
+    return f"{record.kind}/{record.key}"
+
+
+class KVStore:
+    """The one implementation of the `Store` protocol, over any `KV` backend."""
+
+    def __init__(self, kv: KV) -> None:
+        self._kv = kv
+
+    @property
+    def path(self) -> str | None:
+        return self._kv.path
+
+    def close(self) -> None:
+        self._kv.close()
+
+    def __enter__(self) -> KVStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self._kv).__name__} store {self.path or 'in memory'}>"
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def _run_key(self, txn: Txn, run_id: str) -> bytes | None:
+        return txn.get("run_ids", run_id.encode())
+
+    def _get_run(self, txn: Txn, run_id: str) -> tuple[bytes, RunRecord] | None:
+        rk = self._run_key(txn, run_id)
+        if rk is None:
+            return None
+        raw = txn.get("runs", rk)
+        return None if raw is None else (rk, _RUN.decode(raw))
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        found = self._kv.read(lambda txn: self._get_run(txn, run_id))
+        return None if found is None else found[1]
+
+    def runs(self, status: str | None = None) -> list[RunRecord]:
+        def read(txn: Txn) -> list[RunRecord]:
+            if status is None:
+                return [_RUN.decode(raw) for _, raw in txn.scan("runs")]
+            found = []
+            for key, _ in txn.scan("idx_status", status.encode() + b"\x00"):
+                raw = txn.get("runs", key[-8:])
+                if raw is not None:
+                    found.append(_RUN.decode(raw))
+            return found
+
+        return self._kv.read(read)
+
+    def load(self, run_id: str) -> RunSnapshot | None:
+        def read(txn: Txn) -> RunSnapshot | None:
+            found = self._get_run(txn, run_id)
+            if found is None:
+                return None
+            rk, run = found
+            nodes = {}
+            for _, raw in txn.scan("nodes", rk):
+                rec = _NODE.decode(raw)
+                nodes[(rec.node_id, rec.iteration)] = rec
+            groups: dict[tuple[str, str, Iteration], GroupRecord] = {}
+            for _, raw in txn.scan("groups", rk):
+                grp = _GROUP.decode(raw)
+                groups[(grp.kind, grp.key, grp.iteration)] = grp
+            outputs = {_split_node_key(k): bytes(v) for k, v in txn.scan("outputs", rk)}
+            approvals = {}
+            for _, raw in txn.scan("approvals", rk):
+                apr = _APPROVAL.decode(raw)
+                approvals[(apr.node_id, apr.iteration)] = apr
+            signals = {}
+            for _, raw in txn.scan("signals", rk):
+                sig = _SIGNAL.decode(raw)
+                signals[(sig.node_id, sig.iteration)] = sig
+            return RunSnapshot(run, nodes, groups, outputs, approvals, signals)
+
+        return self._kv.read(read)
+
+    def output(self, run_id: str, node_id: str, iteration: Iteration) -> bytes | None:
+        def read(txn: Txn) -> bytes | None:
+            rk = self._run_key(txn, run_id)
+            if rk is None:
+                return None
+            raw = txn.get("outputs", node_key(rk, node_id, iteration))
+            return None if raw is None else bytes(raw)
+
+        return self._kv.read(read)
+
+    def attempts(self, run_id: str) -> list[AttemptRecord]:
+        def read(txn: Txn) -> list[AttemptRecord]:
+            rk = self._run_key(txn, run_id)
+            return [] if rk is None else [_ATTEMPT.decode(v) for _, v in txn.scan("attempts", rk)]
+
+        return self._kv.read(read)
+
+    def approvals(self, run_id: str) -> list[ApprovalRecord]:
+        def read(txn: Txn) -> list[ApprovalRecord]:
+            rk = self._run_key(txn, run_id)
+            if rk is None:
+                return []
+            return [_APPROVAL.decode(v) for _, v in txn.scan("approvals", rk)]
+
+        return self._kv.read(read)
+
+    def requested_gates(self) -> list[tuple[RunRecord, ApprovalRecord]]:
+        def read(txn: Txn) -> list[tuple[RunRecord, ApprovalRecord]]:
+            runs: dict[bytes, RunRecord] = {}
+            found = []
+            for key, _ in txn.scan("idx_gates"):
+                raw = txn.get("approvals", key)
+                rk = key[:8]
+                if raw is None:
+                    continue
+                if rk not in runs:
+                    run_raw = txn.get("runs", rk)
+                    if run_raw is None:
+                        continue
+                    runs[rk] = _RUN.decode(run_raw)
+                found.append((runs[rk], _APPROVAL.decode(raw)))
+            return found
+
+        return self._kv.read(read)
+
+    def frame(self, digest: str) -> bytes | None:
+        def read(txn: Txn) -> bytes | None:
+            raw = txn.get("frames", digest.encode())
+            return None if raw is None else bytes(raw)
+
+        return self._kv.read(read)
+
+    def events(
+        self, *, after: int = 0, run_id: str | None = None, limit: int | None = None
+    ) -> list[EventRecord]:
+        def read(txn: Txn) -> list[EventRecord]:
+            found: list[EventRecord] = []
+            if run_id is None:
+                for _, raw in txn.scan("events", start=event_key(after + 1)):
+                    found.append(_EVENT.decode(raw))
+                    if limit is not None and len(found) >= limit:
+                        break
+                return found
+            rk = self._run_key(txn, run_id)
+            if rk is None:
+                return found
+            for key, _ in txn.scan("run_events", rk, start=rk + event_key(after + 1)):
+                stored = txn.get("events", key[8:])
+                if stored is not None:
+                    found.append(_EVENT.decode(stored))
+                if limit is not None and len(found) >= limit:
+                    break
+            return found
+
+        return self._kv.read(read)
+
+    def last_seq(self) -> int:
+        """The sequence number of the newest event (0 when the log is empty)."""
+        last = self._kv.read(lambda txn: txn.last("events"))
+        return 0 if last is None else parse_event_key(last[0])
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def _write(self, fn: Callable[[Txn], T]) -> T:
+        return self._kv.write(fn)
+
+    def _apply(
+        self, txn: Txn, rk: bytes, run: RunRecord, batch: Batch
+    ) -> tuple[RunRecord, tuple[int, ...]]:
+        """Apply ``batch`` to run ``run`` inside ``txn``; return the new run and event seqs."""
+        updates = dict(batch.run)
+        if batch.release_lease:
+            updates["lease"] = None
+        if updates:
+            new_run = msgspec.structs.replace(run, **updates)
+            if new_run.status != run.status:
+                txn.delete("idx_status", status_key(run.status, rk))
+                txn.put("idx_status", status_key(new_run.status, rk), b"")
+        else:
+            new_run = run
+        for node in batch.nodes:
+            txn.put("nodes", node_key(rk, node.node_id, node.iteration), _ENC.encode(node))
+        for group in batch.groups:
+            txn.put("groups", node_key(rk, _group_name(group), group.iteration), _ENC.encode(group))
+        for attempt in batch.attempts:
+            key = node_key(rk, attempt.node_id, attempt.iteration) + _U32.pack(attempt.number)
+            txn.put("attempts", key, _ENC.encode(attempt))
+        for node_id, iteration, raw in batch.outputs:
+            txn.put("outputs", node_key(rk, node_id, iteration), raw)
+        for approval in batch.approvals:
+            key = node_key(rk, approval.node_id, approval.iteration)
+            txn.put("approvals", key, _ENC.encode(approval))
+            if approval.status == "requested":
+                txn.put("idx_gates", key, b"")
+            else:
+                txn.delete("idx_gates", key)
+        for digest, raw in batch.frames:
+            txn.put("frames", digest.encode(), raw, overwrite=False)
+        seqs = self._append_events(txn, rk, run.run_id, batch.events)
+        if new_run is not run:
+            txn.put("runs", rk, _ENC.encode(new_run))
+        return new_run, seqs
+
+    def _append_events(
+        self, txn: Txn, rk: bytes, run_id: str, events: list[NewEvent]
+    ) -> tuple[int, ...]:
+        if not events:
+            return ()
+        last = txn.last("events")
+        seq = 0 if last is None else parse_event_key(last[0])
+        seqs = []
+        for event in events:
+            seq += 1
+            record = EventRecord(
+                seq=seq,
+                type=event.type,
+                run_id=run_id,
+                node_id=event.node_id,
+                iteration=event.iteration,
+                at=event.at,
+                data=event.data,
+            )
+            txn.put("events", event_key(seq), _ENC.encode(record), append=True)
+            txn.put("run_events", rk + event_key(seq), b"", append=False)
+            seqs.append(seq)
+        return tuple(seqs)
+
+    def _need_run(self, txn: Txn, run_id: str) -> tuple[bytes, RunRecord]:
+        found = self._get_run(txn, run_id)
+        if found is None:
+            raise RunNotFoundError(
+                f"No run `{run_id}` in the store at {self.path or 'memory'}; list runs with "
+                "`smithers runs`."
+            )
+        return found
+
+    def create_run(self, run: RunRecord, batch: Batch) -> RunRecord:
+        def write(txn: Txn) -> RunRecord:
+            if txn.get("run_ids", run.run_id.encode()) is not None:
+                raise InputError(
+                    f"Run id `{run.run_id}` is already taken in this store; pass another "
+                    f"--run-id, or continue it with `smithers resume {run.run_id}`."
+                )
+            stored_next = txn.get("meta", _NEXT_RUN)
+            number = 1 if stored_next is None else int.from_bytes(stored_next, "big")
+            txn.put("meta", _NEXT_RUN, (number + 1).to_bytes(8, "big"))
+            rk = run_key(number)
+            created = msgspec.structs.replace(run, key=number)
+            txn.put("run_ids", run.run_id.encode(), rk)
+            txn.put("idx_status", status_key(created.status, rk), b"")
+            txn.put("runs", rk, _ENC.encode(created))
+            new_run, _ = self._apply(txn, rk, created, batch)
+            return new_run
+
+        return self._write(write)
+
+    def commit(self, run_id: str, batch: Batch, *, token: str | None) -> CommitResult:
+        def write(txn: Txn) -> CommitResult:
+            rk, run = self._need_run(txn, run_id)
+            check_token(run, token)
+            if batch.expect_inbox is not None and run.inbox != batch.expect_inbox:
+                return CommitResult(applied=False, run=run)
+            new_run, seqs = self._apply(txn, rk, run, batch)
+            return CommitResult(applied=True, run=new_run, seqs=seqs)
+
+        return self._write(write)
+
+    def acquire(
+        self,
+        run_id: str,
+        lease: Lease,
+        *,
+        is_dead: Callable[[Lease], bool],
+        batch: Batch,
+    ) -> RunRecord:
+        def write(txn: Txn) -> RunRecord:
+            rk, run = self._need_run(txn, run_id)
+            if run.status in TERMINAL_RUN_STATUSES:
+                return run
+            if run.lease is not None and not is_dead(run.lease):
+                owner = run.lease
+                raise RunLockedError(
+                    f"Run `{run_id}` is being executed by pid {owner.pid} on {owner.host} "
+                    f"(since {owner.acquired_at}); wait for it, or stop that process first."
+                )
+            epoch = run.epoch + 1
+            claimed = msgspec.structs.replace(
+                run, lease=msgspec.structs.replace(lease, epoch=epoch), epoch=epoch
+            )
+            new_run, _ = self._apply(txn, rk, claimed, batch)
+            if new_run is claimed:
+                txn.put("runs", rk, _ENC.encode(claimed))
+            return new_run
+
+        return self._write(write)
+
+    def decide(self, run_id: str, decision: Decision) -> tuple[ApprovalRecord, RunRecord]:
+        def write(txn: Txn) -> tuple[ApprovalRecord, RunRecord]:
+            rk, run = self._need_run(txn, run_id)
+            key = node_key(rk, decision.node_id, decision.iteration)
+            raw = txn.get("approvals", key)
+            record = None if raw is None else _APPROVAL.decode(raw)
+            check_decidable(run, record, decision)
+            assert record is not None
+            decided = decided_record(record, decision)
+            event = NewEvent(
+                type="approval.decided",
+                node_id=decision.node_id,
+                iteration=decision.iteration,
+                at=decision.decided_at,
+                data={
+                    "decision": decided.decision,
+                    "recorded_by": decision.recorded_by,
+                    "recorded_on": decision.recorded_on,
+                },
+            )
+            batch = Batch(
+                run={"inbox": run.inbox + 1, "updated_at": decision.decided_at},
+                approvals=[decided],
+                events=[event],
+            )
+            new_run, _ = self._apply(txn, rk, run, batch)
+            return decided, new_run
+
+        return self._write(write)
+
+    def deliver(self, run_id: str, signal: SignalRecord) -> RunRecord:
+        def write(txn: Txn) -> RunRecord:
+            rk, run = self._need_run(txn, run_id)
+            if run.status in TERMINAL_RUN_STATUSES:
+                raise SignalError(
+                    f"Run `{run_id}` is {run.status}; signals can only reach a run that can "
+                    "still go on."
+                )
+            key = node_key(rk, signal.node_id, signal.iteration)
+            existing = txn.get("signals", key)
+            if existing is not None:
+                old = _SIGNAL.decode(existing)
+                its = ".".join(map(str, signal.iteration))
+                raise AlreadyDeliveredError(
+                    f"Signal `{signal.node_id}`{' iteration ' + its if its else ''} of run "
+                    f"`{run_id}` already received data at {old.received_at}; a signal is "
+                    "delivered once."
+                )
+            txn.put("signals", key, _ENC.encode(signal))
+            event = NewEvent(
+                type="signal.received",
+                node_id=signal.node_id,
+                iteration=signal.iteration,
+                at=signal.received_at,
+                data={"recorded_by": signal.recorded_by},
+            )
+            batch = Batch(
+                run={"inbox": run.inbox + 1, "updated_at": signal.received_at}, events=[event]
+            )
+            new_run, _ = self._apply(txn, rk, run, batch)
+            return new_run
+
+        return self._write(write)

@@ -1,0 +1,197 @@
+"""The LMDB backend: the only module that imports ``lmdb``.
+
+Opened the same way in every process (STORAGE.md): durable commits (``sync`` and
+``metasync``), never ``writemap``, readers never block the writer, and the map grows on
+demand so no ``MapFullError`` reaches a user.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import lmdb
+
+from smithers.errors import StoreError
+from smithers.store.kv import TABLES
+from smithers.store.kvstore import KVStore
+
+__all__ = ["LmdbKV", "open_lmdb_store"]
+
+T = TypeVar("T")
+_FORMAT_KEY = b"format"
+_FORMAT = b"smithers/1"
+_MAP_FLOOR = 64 << 30  # address space, not disk: the file grows only with data
+_ENVS: dict[tuple[str, int], tuple[Any, dict[str, Any], list[int]]] = {}
+_ENVS_LOCK = threading.Lock()
+
+
+class _LmdbTxn:
+    __slots__ = ("_dbs", "_txn")
+
+    def __init__(self, txn: Any, dbs: dict[str, Any]) -> None:
+        self._txn = txn
+        self._dbs = dbs
+
+    def get(self, table: str, key: bytes) -> bytes | None:
+        value = self._txn.get(key, db=self._dbs[table])
+        return None if value is None else bytes(value)
+
+    def put(
+        self,
+        table: str,
+        key: bytes,
+        value: bytes,
+        *,
+        overwrite: bool = True,
+        append: bool = False,
+    ) -> bool:
+        return bool(
+            self._txn.put(key, value, db=self._dbs[table], overwrite=overwrite, append=append)
+        )
+
+    def delete(self, table: str, key: bytes) -> bool:
+        return bool(self._txn.delete(key, db=self._dbs[table]))
+
+    def scan(
+        self, table: str, prefix: bytes = b"", *, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        cursor = self._txn.cursor(db=self._dbs[table])
+        begin = max(prefix, start) if start is not None else prefix
+        if not cursor.set_range(begin):
+            return
+        for key, value in cursor:
+            if not key.startswith(prefix):
+                return
+            yield bytes(key), bytes(value)
+
+    def last(self, table: str) -> tuple[bytes, bytes] | None:
+        cursor = self._txn.cursor(db=self._dbs[table])
+        if not cursor.last():
+            return None
+        return bytes(cursor.key()), bytes(cursor.value())
+
+
+def _open_env(path: str) -> tuple[Any, dict[str, Any]]:
+    """One environment per path per process (a forked child opens its own)."""
+    key = (os.path.realpath(path), os.getpid())
+    with _ENVS_LOCK:
+        found = _ENVS.get(key)
+        if found is not None:
+            found[2][0] += 1
+            return found[0], found[1]
+        env = lmdb.open(
+            path,
+            subdir=True,
+            sync=True,
+            metasync=True,
+            writemap=False,
+            map_async=False,
+            lock=True,
+            max_dbs=16,
+            max_readers=512,
+            max_spare_txns=0,
+            map_size=0,
+        )
+        if env.info()["map_size"] < _MAP_FLOOR:
+            env.set_mapsize(_MAP_FLOOR)
+        env.reader_check()
+        with env.begin(write=True) as txn:
+            dbs = {name: env.open_db(name.encode(), txn=txn, create=True) for name in TABLES}
+            stored = txn.get(_FORMAT_KEY, db=dbs["meta"])
+            if stored is None:
+                txn.put(_FORMAT_KEY, _FORMAT, db=dbs["meta"])
+            elif bytes(stored) != _FORMAT:
+                raise StoreError(
+                    f"The store at {path} has format {bytes(stored)!r}; "
+                    f"this smithers reads {_FORMAT!r}."
+                )
+        _ENVS[key] = (env, dbs, [1])
+        return env, dbs
+
+
+def _release_env(path: str) -> None:
+    key = (os.path.realpath(path), os.getpid())
+    with _ENVS_LOCK:
+        found = _ENVS.get(key)
+        if found is None:
+            return
+        found[2][0] -= 1
+        if found[2][0] == 0:
+            del _ENVS[key]
+            found[0].close()
+
+
+class LmdbKV:
+    """An LMDB environment directory as a `KV` backend."""
+
+    def __init__(self, path: str, *, create: bool = True) -> None:
+        path = os.path.abspath(path)
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise StoreError(
+                f"The store path {path} is a file; pass a directory (for example "
+                "--store .smithers)."
+            )
+        if not create and not os.path.exists(os.path.join(path, "data.mdb")):
+            raise StoreError(
+                f"No smithers store at {path}; run a workflow first, or pass "
+                "--store with the directory that holds one."
+            )
+        try:
+            os.makedirs(path, exist_ok=True)
+            self._env, self._dbs = _open_env(path)
+        except lmdb.Error as exc:
+            raise StoreError(
+                f"Cannot open the store at {path} ({exc}); pass --store with a writable directory."
+            ) from None
+        except OSError as exc:
+            raise StoreError(
+                f"Cannot open the store at {path} ({exc.strerror}); pass --store "
+                "with a writable directory."
+            ) from None
+        self._path = path
+        self._closed = False
+
+    @property
+    def path(self) -> str | None:
+        return self._path
+
+    def read(self, fn: Callable[[_LmdbTxn], T]) -> T:
+        while True:
+            try:
+                with self._env.begin(buffers=False) as txn:
+                    return fn(_LmdbTxn(txn, self._dbs))
+            except lmdb.MapResizedError:
+                self._env.set_mapsize(0)
+
+    def write(self, fn: Callable[[_LmdbTxn], T]) -> T:
+        while True:
+            try:
+                with self._env.begin(write=True, buffers=False) as txn:
+                    return fn(_LmdbTxn(txn, self._dbs))
+            except lmdb.MapFullError:
+                # The whole transaction was aborted; grow and run it again from the start.
+                self._env.set_mapsize(self._env.info()["map_size"] * 2)
+            except lmdb.MapResizedError:
+                self._env.set_mapsize(0)
+
+    def reader_check(self) -> int:
+        """Clear reader slots left by killed processes; return how many were cleared."""
+        return int(self._env.reader_check())
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            _release_env(self._path)
+
+
+def open_lmdb_store(path: str, *, create: bool = True) -> KVStore:
+    """Open (or, with ``create``, make) the LMDB store in directory ``path``.
+
+    Raises:
+        StoreError: When ``path`` is a file, holds no store (and ``create`` is False), or
+            cannot be opened.
+    """
+    return KVStore(LmdbKV(path, create=create))

@@ -1,0 +1,196 @@
+"""The records the store persists: msgspec Structs in msgpack map form (never array_like).
+
+Records hold builtins only: the store never imports components or the compiler, so user
+values (outputs, inputs, signal data) travel as opaque msgpack bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = [
+    "TERMINAL_RUN_STATUSES",
+    "ApprovalRecord",
+    "AttemptRecord",
+    "DefinitionRef",
+    "ErrorInfo",
+    "EventRecord",
+    "GroupRecord",
+    "Iteration",
+    "Lease",
+    "NewEvent",
+    "NodeRecord",
+    "RunRecord",
+    "RunStatus",
+    "SignalRecord",
+]
+
+Iteration = tuple[int, ...]
+RunStatus = Literal[
+    "running", "waiting-approval", "waiting-signal", "finished", "failed", "cancelled"
+]
+TERMINAL_RUN_STATUSES = frozenset({"finished", "failed", "cancelled"})
+NodeState = Literal[
+    "pending",
+    "in-progress",
+    "waiting-approval",
+    "waiting-signal",
+    "finished",
+    "failed",
+    "skipped",
+    "cancelled",
+]
+
+
+class Lease(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Who executes a run now: checked by every owner write, refreshed by a heartbeat."""
+
+    token: str
+    epoch: int
+    pid: int
+    pid_start: int | None = None
+    host: str
+    heartbeat: float
+    acquired_at: str
+
+
+class DefinitionRef(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="definition"
+):
+    """Where a run's definition came from, so ``resume`` needs only the run id."""
+
+    path: str | None = None
+    attr: str | None = None
+    module: str | None = None
+    cwd: str
+    source_hash: str | None = None
+
+
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Why a run failed: the exception type, its message and the node, if any."""
+
+    type: str
+    message: str
+    node_id: str | None = None
+
+
+class RunRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One run: status, definition, input, latest graph frame, lease and inbox counter."""
+
+    run_id: str
+    key: int = 0
+    workflow: str
+    status: RunStatus
+    created_at: str
+    updated_at: str
+    definition: DefinitionRef | None = None
+    input: bytes | None = None
+    max_concurrency: int = 8
+    frame: str | None = None
+    error: ErrorInfo | None = None
+    lease: Lease | None = None
+    # Bumped by every decision, signal delivery and cancel request, so an owner can tell
+    # whether anything arrived since it last looked.
+    inbox: int = 0
+    epoch: int = 0
+    cancel_requested: bool = False
+
+
+class NodeRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A node's durable state at one iteration; written only when it changes."""
+
+    node_id: str
+    iteration: Iteration = ()
+    kind: str
+    state: NodeState
+    loops: tuple[str, ...] = ()
+    reason: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    interrupted: int = 0
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+class GroupRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Loop progress, a frozen branch side, or a deny-skip mark, per group instance."""
+
+    kind: Literal["loop", "branch", "skip"]
+    key: str
+    iteration: Iteration = ()
+    loop_iteration: int = 0
+    loop_state: Literal["pending", "running", "done"] = "pending"
+    loops: tuple[str, ...] = ()
+    side: bool | None = None
+    skip_after: int | None = None
+    gate: str | None = None
+
+
+class AttemptRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One attempt of a task: number, timing, outcome and error text."""
+
+    node_id: str
+    iteration: Iteration = ()
+    number: int
+    started_at: str
+    ended_at: str | None = None
+    outcome: Literal[
+        "running", "ok", "failed", "timed-out", "interrupted", "cancelled", "unmounted"
+    ] = "running"
+    error: str | None = None
+    duration_ms: float | None = None
+
+
+class ApprovalRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A gate's request and decision per (run, node, iteration); nothing is overwritten."""
+
+    node_id: str
+    iteration: Iteration = ()
+    status: Literal["requested", "approved", "denied", "withdrawn"]
+    request: dict[str, Any]
+    requested_at: str
+    on_deny: str = "fail"
+    decision: dict[str, Any] | None = None
+    decided_at: str | None = None
+    decided_by: str | None = None
+    recorded_by: str | None = None
+    recorded_on: str | None = None
+    withdrawn_at: str | None = None
+    withdrawn_because: str | None = None
+    # Earlier records of the same key (a gate withdrawn, then mounted and requested again).
+    previous: tuple[dict[str, Any], ...] = ()
+
+
+class SignalRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Data delivered to a `Signal` (held until the node is reached); one delivery only."""
+
+    node_id: str
+    iteration: Iteration = ()
+    data: bytes
+    received_at: str
+    recorded_by: str | None = None
+    recorded_on: str | None = None
+
+
+class NewEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An event to append; the store gives it the next global sequence number."""
+
+    type: str
+    node_id: str | None = None
+    iteration: Iteration | None = None
+    at: str
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class EventRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One entry of the durable, gap-free event log."""
+
+    seq: int
+    type: str
+    run_id: str
+    node_id: str | None = None
+    iteration: Iteration | None = None
+    at: str
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
