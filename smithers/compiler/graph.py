@@ -10,7 +10,7 @@ import attrs
 from smithers.components.element import Element
 from smithers.components.groups import Loop
 
-__all__ = ["Edge", "EdgeKind", "Graph", "Group", "GroupKind", "Node", "NodeKind"]
+__all__ = ["Edge", "EdgeKind", "Graph", "Group", "GroupKind", "Node", "NodeKind", "foreign_loop"]
 
 NodeKind = Literal["task", "approval", "signal"]
 GroupKind = Literal["workflow", "sequence", "parallel", "branch", "loop", "component"]
@@ -105,6 +105,17 @@ class Edge:
     source: str
     target: str
     kind: EdgeKind
+
+
+def foreign_loop(dep_loops: tuple[str, ...], reader_loops: tuple[str, ...]) -> str | None:
+    """The outermost loop around a dependency that does not also enclose its reader.
+
+    A ``needs`` on a node inside such a loop waits for that whole loop to finish.
+    """
+    for i, loop in enumerate(dep_loops):
+        if i >= len(reader_loops) or reader_loops[i] != loop:
+            return loop
+    return None
 
 
 def _index_nodes(graph: Graph) -> dict[str, Node]:

@@ -12,7 +12,16 @@ from typing import Any, Protocol
 import attrs
 
 from smithers.compiler.codec import decoder_for, type_name
-from smithers.compiler.graph import Edge, EdgeKind, Graph, Group, GroupKind, Node, NodeKind
+from smithers.compiler.graph import (
+    Edge,
+    EdgeKind,
+    Graph,
+    Group,
+    GroupKind,
+    Node,
+    NodeKind,
+    foreign_loop,
+)
 from smithers.components.component import ComponentElement
 from smithers.components.element import Element
 from smithers.components.groups import Branch, Loop, Parallel, Sequence, Workflow
@@ -364,7 +373,7 @@ class _Lowering:
                 dep_node = nodes.get(dep)
                 if dep_node is None:
                     continue
-                outer = _outer_foreign_loop(dep_node.loops, node.loops)
+                outer = foreign_loop(dep_node.loops, node.loops)
                 if outer is not None:
                     succ[outer].append(node.id)
         cycle = _find_cycle(succ)
@@ -374,14 +383,6 @@ class _Lowering:
                 f"Cycle through needs and Sequence order: {chain} at `{self.paths[cycle[0]]}`; "
                 "remove one of these needs or reorder the Sequence."
             )
-
-
-def _outer_foreign_loop(dep_loops: tuple[str, ...], reader_loops: tuple[str, ...]) -> str | None:
-    """The outermost loop around the dependency that does not also enclose the reader."""
-    for i, loop in enumerate(dep_loops):
-        if i >= len(reader_loops) or reader_loops[i] != loop:
-            return loop
-    return None
 
 
 def _find_cycle(succ: Mapping[str, list[str]]) -> list[str] | None:

@@ -140,6 +140,9 @@ class Store(Protocol):
     def approvals(self, run_id: str) -> list[ApprovalRecord]:
         """Every approval record of the run."""
 
+    def signals(self, run_id: str) -> list[SignalRecord]:
+        """Every signal delivery of the run."""
+
     def requested_gates(self) -> list[tuple[RunRecord, ApprovalRecord]]:
         """Every requested gate across runs, from the index (not a scan of all runs)."""
 
@@ -150,6 +153,9 @@ class Store(Protocol):
         self, *, after: int = 0, run_id: str | None = None, limit: int | None = None
     ) -> list[EventRecord]:
         """Events with ``seq > after``, in order; one run's from its index."""
+
+    def last_seq(self) -> int:
+        """The sequence number of the newest event (0 when the log is empty)."""
 
     # -- writes -----------------------------------------------------------------------------
 

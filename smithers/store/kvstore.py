@@ -182,6 +182,13 @@ class KVStore:
 
         return self._kv.read(read)
 
+    def signals(self, run_id: str) -> list[SignalRecord]:
+        def read(txn: Txn) -> list[SignalRecord]:
+            rk = self._run_key(txn, run_id)
+            return [] if rk is None else [_SIGNAL.decode(v) for _, v in txn.scan("signals", rk)]
+
+        return self._kv.read(read)
+
     def requested_gates(self) -> list[tuple[RunRecord, ApprovalRecord]]:
         def read(txn: Txn) -> list[tuple[RunRecord, ApprovalRecord]]:
             runs: dict[bytes, RunRecord] = {}

@@ -109,9 +109,12 @@ class NodeRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     reason: str | None = None
     error: str | None = None
     attempts: int = 0
+    failures: int = 0
     interrupted: int = 0
     started_at: str | None = None
     finished_at: str | None = None
+    # The running attempt's start: its attempt record is written once, when it ends.
+    attempt_started_at: str | None = None
 
 
 class GroupRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -1,0 +1,480 @@
+"""The Python API for executing runs: `run`, `resume`, `arun`, `aresume` and `RunResult`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+import msgspec
+
+from smithers.compiler.codec import decode_frame, decode_value
+from smithers.compiler.graph import Graph
+from smithers.compiler.render import encode_input
+from smithers.components.definition import WorkflowDefinition
+from smithers.components.element import is_valid_id
+from smithers.components.nodes import ApprovalRequest
+from smithers.errors import InputError, RunNotFoundError
+from smithers.runtime.engine import Engine
+from smithers.runtime.lease import is_dead, new_lease, now_iso
+from smithers.runtime.loader import Loaded, load_ref, source_hash
+from smithers.runtime.state import RunState
+from smithers.store import open_store
+from smithers.store.base import Batch, Store
+from smithers.store.records import (
+    TERMINAL_RUN_STATUSES,
+    DefinitionRef,
+    EventRecord,
+    NewEvent,
+    RunRecord,
+    RunStatus,
+)
+
+__all__ = [
+    "PendingNode",
+    "RunError",
+    "RunResult",
+    "aresume",
+    "arun",
+    "resolve_store",
+    "result_of",
+    "resume",
+    "run",
+]
+
+EventSink = Callable[[EventRecord], None]
+
+
+@attrs.frozen
+class RunError:
+    """Why a run failed: the error type, its message and the node it came from."""
+
+    type: str
+    message: str
+    node_id: str | None = None
+
+
+@attrs.frozen
+class PendingNode:
+    """A node the run waits on: an approval gate (with its request) or a signal."""
+
+    node_id: str
+    iteration: tuple[int, ...]
+    kind: str
+    request: ApprovalRequest | None
+    waiting_since: str | None
+
+
+@attrs.frozen
+class RunResult:
+    """Where a run stands after `run`/`resume` returned.
+
+    Attributes:
+        run_id: The run's id.
+        status: ``finished``, ``failed``, ``cancelled``, ``waiting-approval`` or
+            ``waiting-signal`` (``running`` only when another process owns it).
+        error: Why it failed, or None.
+        outputs: Node id to output (a loop-body node's latest iteration).
+        pending: The gates and signals it waits on.
+    """
+
+    run_id: str
+    status: RunStatus
+    error: RunError | None
+    outputs: dict[str, Any]
+    pending: tuple[PendingNode, ...] = ()
+
+
+@contextlib.contextmanager
+def resolve_store(store: Store | str | os.PathLike[str] | None) -> Iterator[Store]:
+    """Use a given store, or open (and afterwards close) the one at a path or the default."""
+    if store is not None and not isinstance(store, str | os.PathLike):
+        yield store
+        return
+    opened = open_store(os.fspath(store) if store is not None else None)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def result_of(store: Store, run_id: str, graph: Graph | None = None) -> RunResult:
+    """Build the `RunResult` of a run from what the store holds."""
+    snapshot = store.load(run_id)
+    if snapshot is None:
+        raise RunNotFoundError(f"No run `{run_id}` in this store; list runs with `smithers runs`.")
+    run = snapshot.run
+    if graph is None and run.frame:
+        raw = store.frame(run.frame)
+        graph = decode_frame(raw) if raw else None
+    types: dict[str, Any] = {}
+    if graph is not None:
+        for node_id, element in graph.elements.items():
+            types[node_id] = getattr(element, "output", None)
+    outputs: dict[str, Any] = {}
+    for (node_id, _iteration), raw in sorted(snapshot.outputs.items()):
+        tp = types.get(node_id)
+        if (
+            graph is not None
+            and graph.by_id.get(node_id) is not None
+            and (graph.by_id[node_id].kind == "approval")
+        ):
+            from smithers.components.nodes import ApprovalDecision
+
+            tp = ApprovalDecision
+        outputs[node_id] = decode_value(raw, tp)
+    pending = []
+    for (node_id, iteration), record in sorted(snapshot.nodes.items()):
+        if record.state == "waiting-approval":
+            approval = snapshot.approvals.get((node_id, iteration))
+            request = (
+                msgspec.convert(approval.request, ApprovalRequest) if approval is not None else None
+            )
+            pending.append(
+                PendingNode(
+                    node_id,
+                    iteration,
+                    "approval",
+                    request,
+                    approval.requested_at if approval else record.started_at,
+                )
+            )
+        elif record.state == "waiting-signal":
+            pending.append(PendingNode(node_id, iteration, "signal", None, record.started_at))
+    error = None
+    if run.error is not None:
+        error = RunError(run.error.type, run.error.message, run.error.node_id)
+    return RunResult(run.run_id, run.status, error, outputs, tuple(pending))
+
+
+def _check_render() -> bool:
+    return os.environ.get("SMITHERS_CHECK_RENDER", "") not in ("", "0")
+
+
+def _ref_of(definition: WorkflowDefinition) -> DefinitionRef:
+    """Where a definition passed from Python lives, so a later resume can find it."""
+    module = inspect.getmodule(definition.build)
+    path = inspect.getsourcefile(definition.build) if module else None
+    attr = None
+    if module is not None:
+        attr = next((k for k, v in vars(module).items() if v is definition), None)
+    name = module.__name__ if module is not None else None
+    if name is not None and (name == "__main__" or name.startswith("_smithers_workflow_")):
+        name = None  # not importable by name: resume loads the file
+    return DefinitionRef(
+        path=path, attr=attr, module=name, cwd=os.getcwd(), source_hash=source_hash(path)
+    )
+
+
+def _run_in_loop(coro: Any, what: str) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    coro.close()
+    raise RuntimeError(f"{what}() was called inside a running event loop; await a{what}(...).")
+
+
+def run(
+    definition: WorkflowDefinition,
+    input: Any = None,
+    *,
+    store: Store | str | None = None,
+    run_id: str | None = None,
+    max_concurrency: int = 8,
+    on_event: EventSink | None = None,
+) -> RunResult:
+    """Start a run and execute it until it finishes, fails or waits for a person or signal.
+
+    Every output is committed as it is produced; SIGINT/SIGTERM stop starting nodes, record
+    in-flight attempts as interrupted and leave the run resumable (``KeyboardInterrupt``).
+
+    Args:
+        definition: What ``@smithers`` made.
+        input: The run input, validated into the definition's input type.
+        store: A store, a store directory, or None for the default store.
+        run_id: The run's id (``[A-Za-z0-9_.:-]{1,128}``); generated when None.
+        max_concurrency: The most tasks running at once in this run.
+        on_event: Called with every event after it is committed (progress output).
+
+    Returns:
+        The run's result.
+
+    Raises:
+        InputError: Bad input, a bad or taken run id, or a bad max_concurrency.
+        RuntimeError: When called inside a running event loop (use `arun`).
+    """
+    return _run_in_loop(  # type: ignore[no-any-return]
+        _start(
+            definition,
+            input,
+            store=store,
+            run_id=run_id,
+            max_concurrency=max_concurrency,
+            on_event=on_event,
+            handle_signals=True,
+            loaded=None,
+        ),
+        "run",
+    )
+
+
+async def arun(
+    definition: WorkflowDefinition,
+    input: Any = None,
+    *,
+    store: Store | str | None = None,
+    run_id: str | None = None,
+    max_concurrency: int = 8,
+    on_event: EventSink | None = None,
+) -> RunResult:
+    """`run` for callers inside an event loop (signal handlers are left alone)."""
+    return await _start(
+        definition,
+        input,
+        store=store,
+        run_id=run_id,
+        max_concurrency=max_concurrency,
+        on_event=on_event,
+        handle_signals=False,
+        loaded=None,
+    )
+
+
+async def _start(
+    definition: WorkflowDefinition,
+    input: Any,
+    *,
+    store: Store | str | None,
+    run_id: str | None,
+    max_concurrency: int,
+    on_event: EventSink | None,
+    handle_signals: bool,
+    loaded: Loaded | None,
+) -> RunResult:
+    if not isinstance(definition, WorkflowDefinition):
+        raise TypeError(f"run() takes what @smithers returns, got {type(definition).__name__}")
+    if run_id is not None and not is_valid_id(run_id):
+        raise InputError(
+            f"Run id {run_id!r} is invalid; run ids must match [A-Za-z0-9_.:-]{{1,128}}."
+        )
+    if (
+        isinstance(max_concurrency, bool)
+        or not isinstance(max_concurrency, int)
+        or (max_concurrency < 1)
+    ):
+        raise InputError(f"max_concurrency={max_concurrency!r} is invalid; pass an int >= 1.")
+    raw = encode_input(definition, input)
+    with resolve_store(store) as opened:
+        rid = run_id or f"{definition.name}-{secrets.token_hex(3)}"
+        lease = msgspec.structs.replace(new_lease(), epoch=1)
+        now = now_iso()
+        record = RunRecord(
+            run_id=rid,
+            workflow=definition.name,
+            status="running",
+            created_at=now,
+            updated_at=now,
+            definition=loaded.ref if loaded else _ref_of(definition),
+            input=raw,
+            max_concurrency=max_concurrency,
+            lease=lease,
+            epoch=1,
+        )
+        batch = Batch(
+            events=[
+                NewEvent(
+                    type="run.started", at=now, data={"workflow": definition.name, "pid": lease.pid}
+                )
+            ]
+        )
+        opened.create_run(record, batch)
+        if on_event is not None:
+            for event in opened.events(run_id=rid):
+                on_event(event)
+        return await _drive(
+            opened, definition, rid, lease, on_event=on_event, handle_signals=handle_signals
+        )
+
+
+async def _drive(
+    store: Store,
+    definition: WorkflowDefinition,
+    run_id: str,
+    lease: Any,
+    *,
+    on_event: EventSink | None,
+    handle_signals: bool,
+    last_graph: Graph | None = None,
+    resumed: bool = False,
+    accept_change: bool = False,
+) -> RunResult:
+    snapshot = store.load(run_id)
+    assert snapshot is not None
+    engine = Engine(
+        store=store,
+        definition=definition,
+        state=RunState(snapshot),
+        lease=lease,
+        last_graph=last_graph,
+        attempts=store.attempts(run_id) if resumed else None,
+        check_render=_check_render(),
+        on_event=on_event,
+        handle_signals=handle_signals,
+        verify_resume=resumed,
+        accept_change=accept_change,
+    )
+    await engine.drive()
+    return result_of(store, run_id, engine.graph)
+
+
+def resume(
+    run_id: str,
+    *,
+    store: Store | str | None = None,
+    definition: WorkflowDefinition | None = None,
+    accept_workflow_change: bool = False,
+    on_event: EventSink | None = None,
+) -> RunResult:
+    """Continue a run from a new process: only its id is needed.
+
+    Loads the definition the run recorded (or uses ``definition``) and runs in the run's
+    working directory. A finished or failed run's result is returned and nothing runs.
+
+    Args:
+        run_id: The run's id.
+        store: A store, a store directory, or None for the default store.
+        definition: Use this definition instead of the recorded one.
+        accept_workflow_change: Go on even if finished nodes no longer mount the same way.
+        on_event: Called with every event after it is committed.
+
+    Raises:
+        RunNotFoundError: For an unknown run id.
+        RunLockedError: When a live process owns the run.
+        LoadError: When the recorded definition cannot be loaded.
+        WorkflowChangedError: When the source changed incompatibly.
+        OutputTypeChangedError: When a committed output no longer decodes.
+    """
+    return _run_in_loop(  # type: ignore[no-any-return]
+        _resume(
+            run_id,
+            store=store,
+            definition=definition,
+            accept_change=accept_workflow_change,
+            on_event=on_event,
+            handle_signals=True,
+        ),
+        "resume",
+    )
+
+
+async def aresume(
+    run_id: str,
+    *,
+    store: Store | str | None = None,
+    definition: WorkflowDefinition | None = None,
+    accept_workflow_change: bool = False,
+    on_event: EventSink | None = None,
+) -> RunResult:
+    """`resume` for callers inside an event loop."""
+    return await _resume(
+        run_id,
+        store=store,
+        definition=definition,
+        accept_change=accept_workflow_change,
+        on_event=on_event,
+        handle_signals=False,
+    )
+
+
+@contextlib.contextmanager
+def _working_directory(path: str | None) -> Iterator[None]:
+    if not path or not os.path.isdir(path) or os.path.abspath(path) == os.getcwd():
+        yield
+        return
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+async def _resume(
+    run_id: str,
+    *,
+    store: Store | str | None,
+    definition: WorkflowDefinition | None,
+    accept_change: bool,
+    on_event: EventSink | None,
+    handle_signals: bool,
+) -> RunResult:
+    with resolve_store(store) as opened:
+        run = opened.get_run(run_id)
+        if run is None:
+            raise RunNotFoundError(
+                f"No run `{run_id}` in the store at {opened.path or 'memory'}; list runs with "
+                "`smithers runs`."
+            )
+        if run.status in TERMINAL_RUN_STATUSES:
+            return result_of(opened, run_id)
+        ref = run.definition
+        with _working_directory(ref.cwd if ref else None):
+            if definition is None:
+                if ref is None:
+                    raise InputError(f"Run `{run_id}` recorded no definition; pass one.")
+                definition = load_ref(ref).definition
+            return await _resume_loaded(
+                opened,
+                run,
+                definition,
+                accept_change=accept_change,
+                on_event=on_event,
+                handle_signals=handle_signals,
+            )
+
+
+async def _resume_loaded(
+    store: Store,
+    run: RunRecord,
+    definition: WorkflowDefinition,
+    *,
+    accept_change: bool,
+    on_event: EventSink | None,
+    handle_signals: bool,
+) -> RunResult:
+    run_id = run.run_id
+    lease = new_lease()
+    now = now_iso()
+    batch = Batch(
+        run={"status": "running", "updated_at": now},
+        events=[NewEvent(type="run.resumed", at=now, data={"pid": lease.pid, "host": lease.host})],
+    )
+    before = store.last_seq() if on_event is not None else 0
+    claimed = store.acquire(run_id, lease, is_dead=is_dead, batch=batch)
+    if claimed.status in TERMINAL_RUN_STATUSES:
+        return result_of(store, run_id)
+    assert claimed.lease is not None
+    if on_event is not None:
+        for event in store.events(after=before, run_id=run_id):
+            on_event(event)
+    last_graph = None
+    if claimed.frame:
+        raw = store.frame(claimed.frame)
+        last_graph = decode_frame(raw) if raw else None
+    return await _drive(
+        store,
+        definition,
+        run_id,
+        claimed.lease,
+        on_event=on_event,
+        handle_signals=handle_signals,
+        last_graph=last_graph,
+        resumed=True,
+        accept_change=accept_change,
+    )
