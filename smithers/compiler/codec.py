@@ -9,13 +9,14 @@ import hashlib
 import types
 import typing
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cattrs
 import msgspec
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from smithers.compiler.graph import Graph
+
+if TYPE_CHECKING:
+    import cattrs
 from smithers.errors import ValidationError
 
 __all__ = [
@@ -129,7 +130,21 @@ def decode_value(raw: bytes, tp: Any = None) -> Any:
     return decoder_for(tp).decode(raw)
 
 
+_CONVERTERS: list[cattrs.Converter] = []
+
+
+def _converter() -> cattrs.Converter:
+    """The graph converter, built on first use (cattrs is slow to import; authoring and
+    rendering do not need it until a graph is hashed or stored)."""
+    if not _CONVERTERS:
+        _CONVERTERS.append(_make_converter())
+    return _CONVERTERS[0]
+
+
 def _make_converter() -> cattrs.Converter:
+    import cattrs
+    from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
     converter = cattrs.Converter()
     # The callables behind the nodes ride along in memory only: never hashed or stored.
     omit = override(omit=True)
@@ -142,19 +157,16 @@ def _make_converter() -> cattrs.Converter:
     return converter
 
 
-_CONVERTER = _make_converter()
-
-
 def graph_to_builtins(graph: Graph) -> dict[str, Any]:
     """Return the graph's serializable content as builtins (callables left out)."""
-    data: dict[str, Any] = _CONVERTER.unstructure(graph)
+    data: dict[str, Any] = _converter().unstructure(graph)
     return data
 
 
 def graph_from_builtins(data: dict[str, Any]) -> Graph:
     """Rebuild a graph (without its callables) from `graph_to_builtins` output."""
     data = {k: v for k, v in data.items() if k != "hash"}
-    return _CONVERTER.structure(data, Graph)
+    return _converter().structure(data, Graph)
 
 
 def _packed(graph: Graph) -> bytes:

@@ -28,6 +28,9 @@ _MAX_PASSES = 4
 def encode_input(definition: WorkflowDefinition, value: Any) -> bytes:
     """Validate a run's input into the definition's input type; return its msgpack bytes.
 
+    No input (None) validates as None, or as ``{}`` when the input type is an object whose
+    fields all have defaults.
+
     Raises:
         InputError: Naming the workflow, the type and the field path.
     """
@@ -38,10 +41,19 @@ def encode_input(definition: WorkflowDefinition, value: Any) -> bytes:
             raise InputError(
                 f"Input for `{definition.name}` cannot be stored ({exc}); pass JSON-able data."
             ) from None
+    expected = type_name(definition.input_type)
     try:
         _, raw = check_value(value, definition.input_type)
     except ValueError as exc:
-        expected = type_name(definition.input_type)
+        if value is None:
+            try:
+                return check_value({}, definition.input_type)[1]
+            except ValueError:
+                pass
+            raise InputError(
+                f"Workflow `{definition.name}` needs input of type `{expected}` ({exc}); pass "
+                "--input with a JSON object."
+            ) from None
         raise InputError(
             f"Input for `{definition.name}` does not match `{expected}`: {exc}; pass input "
             f"matching `{expected}`."

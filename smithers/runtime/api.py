@@ -24,6 +24,7 @@ from smithers.runtime.engine import Engine
 from smithers.runtime.lease import is_dead, new_lease, now_iso
 from smithers.runtime.loader import Loaded, load_ref, source_hash
 from smithers.runtime.state import RunState
+from smithers.runtime.view import RunView, render_run
 from smithers.store import open_store
 from smithers.store.base import Batch, Store
 from smithers.store.records import (
@@ -41,6 +42,7 @@ __all__ = [
     "RunResult",
     "aresume",
     "arun",
+    "current_graph",
     "resolve_store",
     "result_of",
     "resume",
@@ -150,6 +152,19 @@ def result_of(store: Store, run_id: str, graph: Graph | None = None) -> RunResul
     if run.error is not None:
         error = RunError(run.error.type, run.error.message, run.error.node_id)
     return RunResult(run.run_id, run.status, error, outputs, tuple(pending))
+
+
+def current_graph(store: Store, run_id: str, definition: WorkflowDefinition) -> Graph:
+    """Render a run's graph now, against its committed state, with its callables."""
+    snapshot = store.load(run_id)
+    if snapshot is None:
+        raise RunNotFoundError(f"No run `{run_id}` in this store; list runs with `smithers runs`.")
+    last = None
+    if snapshot.run.frame:
+        raw = store.frame(snapshot.run.frame)
+        last = decode_frame(raw) if raw else None
+    view = RunView(RunState(snapshot), last)
+    return render_run(definition, view, run_id, snapshot.run.input)[0]
 
 
 def _check_render() -> bool:

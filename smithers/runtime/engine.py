@@ -22,7 +22,7 @@ import msgspec
 from smithers.compiler.codec import decode_value, encode_frame, validate_value
 from smithers.compiler.context import Context
 from smithers.compiler.graph import Graph, Node
-from smithers.compiler.render import input_decoder, render_once
+from smithers.compiler.render import input_decoder
 from smithers.components.definition import WorkflowDefinition
 from smithers.components.nodes import Approval, ApprovalDecision, ApprovalRequest, Task, TaskInfo
 from smithers.errors import (
@@ -37,7 +37,7 @@ from smithers.runtime.lease import HEARTBEAT_EVERY, now_iso
 from smithers.runtime.loader import source_hash
 from smithers.runtime.plan import Plan
 from smithers.runtime.state import RunState
-from smithers.runtime.view import RunView
+from smithers.runtime.view import RunView, render_run
 from smithers.store.base import Batch, NodeKey, Store
 from smithers.store.records import (
     ApprovalRecord,
@@ -235,22 +235,7 @@ class Engine:
     # -- rendering ----------------------------------------------------------------------------
 
     def _render_graph(self) -> Graph:
-        graph: Graph | None = None
-        for _ in range(4):
-            before = self.view.iterations()
-            graph, ctx = render_once(
-                self.definition,
-                source=self.view,
-                view=self.view,
-                run_id=self.run_id,
-                input_raw=self.input_raw,
-            )
-            self.view.learn(graph)
-            self.last_ctx = ctx
-            retype = any(n in self.view.types for n in ctx.untyped_reads)
-            if not retype and not (ctx.read_iterations and self.view.iterations() != before):
-                break
-        assert graph is not None
+        graph, self.last_ctx = render_run(self.definition, self.view, self.run_id, self.input_raw)
         return graph
 
     def _render(self) -> None:

@@ -10,13 +10,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from smithers.compiler.codec import decode_value
-from smithers.compiler.context import MISSING
+from smithers.compiler.context import MISSING, Context
 from smithers.compiler.graph import Graph
+from smithers.compiler.render import render_once
+from smithers.components.definition import WorkflowDefinition
 from smithers.components.nodes import ApprovalDecision, Signal, Task
 from smithers.runtime.state import RunState
 from smithers.store.records import Iteration
 
-__all__ = ["RunView"]
+__all__ = ["RunView", "render_run"]
 
 
 class RunView:
@@ -91,3 +93,26 @@ class RunView:
     def frozen_side(self, path: str, iteration: Iteration) -> bool | None:
         record = self.state.groups.get(("branch", path, iteration))
         return None if record is None else record.side
+
+
+def render_run(
+    definition: WorkflowDefinition, view: RunView, run_id: str, input_raw: bytes | None
+) -> tuple[Graph, Context]:
+    """Render a run's graph against its committed state.
+
+    Repeats (at most four times) while the render read outputs whose types it did not know
+    yet, or loop iterations that the render itself mounted.
+    """
+    graph: Graph | None = None
+    ctx: Context | None = None
+    for _ in range(4):
+        before = view.iterations()
+        graph, ctx = render_once(
+            definition, source=view, view=view, run_id=run_id, input_raw=input_raw
+        )
+        view.learn(graph)
+        retype = any(node_id in view.types for node_id in ctx.untyped_reads)
+        if not retype and not (ctx.read_iterations and view.iterations() != before):
+            break
+    assert graph is not None and ctx is not None
+    return graph, ctx

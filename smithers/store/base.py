@@ -48,6 +48,7 @@ class Batch:
         expect_inbox: When set, the commit happens only if the run's inbox still equals it
             (parking: nothing arrived since the owner last looked).
         release_lease: Clear the lease in the same transaction.
+        bump_inbox: Tell the owner something arrived (a cancel request).
     """
 
     run: dict[str, Any] = attrs.field(factory=dict)
@@ -60,6 +61,7 @@ class Batch:
     events: list[NewEvent] = attrs.field(factory=list)
     expect_inbox: int | None = None
     release_lease: bool = False
+    bump_inbox: bool = False
 
     def __bool__(self) -> bool:
         return bool(
@@ -72,6 +74,7 @@ class Batch:
             or self.frames
             or self.events
             or self.release_lease
+            or self.bump_inbox
         )
 
 

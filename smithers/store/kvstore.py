@@ -256,6 +256,8 @@ class KVStore:
         updates = dict(batch.run)
         if batch.release_lease:
             updates["lease"] = None
+        if batch.bump_inbox:
+            updates["inbox"] = run.inbox + 1
         if updates:
             new_run = msgspec.structs.replace(run, **updates)
             if new_run.status != run.status:
