@@ -1,7 +1,7 @@
 """Deploy behind an approval gate: build, ask a person, then record what they decided.
 
-    smithers run examples/deploy.py --input '{"version": "1.4.2"}'
-    smithers approve RUN_ID --node approve-deploy --note "Ship it"
+smithers run examples/deploy.py --input '{"version": "1.4.2"}'
+smithers approve RUN_ID --node approve-deploy --note "Ship it"
 """
 
 import msgspec

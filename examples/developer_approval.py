@@ -6,7 +6,8 @@ process waits while it works. Artifacts are written to disk and passed on as sma
 the approval request points at what to review.
 
     smithers run examples/developer_approval.py --input '{"request": "Bump lmdb to 1.5"}'
-    smithers signal RUN_ID --node agent-done --data '{"patch": "...", "log": "ok", "tests_passed": true}'
+    smithers signal RUN_ID --node agent-done \
+        --data '{"patch": "...", "log": "ok", "tests_passed": true}'
     smithers approve RUN_ID --node approve-change --note "Looks right"
 """
 
