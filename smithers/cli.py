@@ -166,6 +166,17 @@ def _out(text: str = "") -> None:
     click.echo(text)
 
 
+def _plain(value: Any) -> Any:
+    """A record as JSON-able builtins under its Python field names (not its wire names)."""
+    if isinstance(value, msgspec.Struct):
+        return {name: _plain(getattr(value, name)) for name in value.__struct_fields__}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def _emit_json(document: Any) -> None:
     click.echo(_JSON.encode(document).decode())
 
@@ -360,7 +371,7 @@ def _execute(coro: Any) -> Any:
 @click.option("--run-id", metavar="ID", help="The run's id (default: generated).")
 @click.option(
     "--max-concurrency",
-    type=int,
+    type=click.IntRange(min=1),
     default=8,
     show_default=True,
     help="The most tasks running at once.",
@@ -368,14 +379,19 @@ def _execute(coro: Any) -> Any:
 @_global_options
 def run_cmd(target: str, input_: str | None, run_id: str | None, max_concurrency: int) -> int:
     """Run a workflow until it finishes, fails or waits for a person or a signal."""
+    from smithers.compiler.render import render
+    from smithers.components.element import is_valid_id
     from smithers.runtime.api import _start
     from smithers.runtime.loader import load_definition
 
     loaded = load_definition(target)
     value = _parse_json(input_, "--input")
-    from smithers.compiler.render import encode_input
-
-    encode_input(loaded.definition, value)  # refuse bad input before creating anything
+    # A bad input or a tree that does not compile is refused before anything is written.
+    render(loaded.definition, value)
+    if run_id is not None and not is_valid_id(run_id):
+        raise InputError(
+            f"--run-id {run_id!r} is invalid; run ids must match [A-Za-z0-9_.:-]{{1,128}}."
+        )
     store = _settings().open(create=True)
     try:
         result = _execute(
@@ -715,15 +731,15 @@ def _status_document(
                     **_commands(run.run_id, a.node_id, a.iteration, "approval", flag),
                 }
             )
-    run_doc = msgspec.to_builtins(run)
+    run_doc = _plain(run)
     run_doc.pop("input", None)
     return {
         "run": run_doc,
-        "nodes": [msgspec.to_builtins(r) for _, r in sorted(snapshot.nodes.items())],
-        "attempts": [msgspec.to_builtins(a) for a in attempts],
+        "nodes": [_plain(r) for _, r in sorted(snapshot.nodes.items())],
+        "attempts": [_plain(a) for a in attempts],
         "pending": pending,
-        "decisions": [msgspec.to_builtins(a) for a in approvals if a.decision is not None],
-        "approvals": [msgspec.to_builtins(a) for a in approvals],
+        "decisions": [_plain(a) for a in approvals if a.decision is not None],
+        "approvals": [_plain(a) for a in approvals],
         "graph": graph.to_dict() if graph is not None else None,
     }
 
@@ -850,7 +866,7 @@ def runs_cmd(status: str | None) -> int:
                         "workflow": r.workflow,
                         "created_at": r.created_at,
                         "updated_at": r.updated_at,
-                        "error": msgspec.to_builtins(r.error) if r.error else None,
+                        "error": _plain(r.error) if r.error else None,
                     }
                     for r in runs
                 ]

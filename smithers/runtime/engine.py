@@ -426,6 +426,8 @@ class Engine:
             )
         if state in ("finished", "failed", "skipped", "cancelled"):
             fields.setdefault("finished_at", now_iso())
+        if state != "in-progress":
+            fields.setdefault("attempt_started_at", None)
         return self.state.set_node(msgspec.structs.replace(record, state=state, **fields))
 
     def _skip(self, node: Node, reason: str, **data: Any) -> None:

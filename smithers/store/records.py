@@ -98,7 +98,57 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     cancel_requested: bool = False
 
 
-class NodeRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+# Records written once or more per node carry short names on disk (their Python names are
+# unchanged): the names are most of a small record's bytes. Records are still msgpack maps,
+# so adding or reordering fields stays safe; renaming a wire name is a format change.
+_NODE_WIRE = {
+    "node_id": "n",
+    "iteration": "i",
+    "kind": "k",
+    "state": "s",
+    "loops": "l",
+    "reason": "r",
+    "error": "e",
+    "attempts": "a",
+    "failures": "f",
+    "interrupted": "x",
+    "started_at": "t0",
+    "finished_at": "t1",
+    "attempt_started_at": "ta",
+}
+_GROUP_WIRE = {
+    "kind": "k",
+    "key": "y",
+    "iteration": "i",
+    "loop_iteration": "li",
+    "loop_state": "ls",
+    "loops": "l",
+    "side": "sd",
+    "skip_after": "sa",
+    "gate": "g",
+}
+_ATTEMPT_WIRE = {
+    "node_id": "n",
+    "iteration": "i",
+    "number": "a",
+    "started_at": "t0",
+    "ended_at": "t1",
+    "outcome": "o",
+    "error": "e",
+    "duration_ms": "d",
+}
+_EVENT_WIRE = {
+    "seq": "q",
+    "type": "y",
+    "run_id": "r",
+    "node_id": "n",
+    "iteration": "i",
+    "at": "t",
+    "data": "d",
+}
+
+
+class NodeRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, rename=_NODE_WIRE):
     """A node's durable state at one iteration; written only when it changes."""
 
     node_id: str
@@ -117,7 +167,9 @@ class NodeRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     attempt_started_at: str | None = None
 
 
-class GroupRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class GroupRecord(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, rename=_GROUP_WIRE
+):
     """Loop progress, a frozen branch side, or a deny-skip mark, per group instance."""
 
     kind: Literal["loop", "branch", "skip"]
@@ -131,7 +183,9 @@ class GroupRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     gate: str | None = None
 
 
-class AttemptRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class AttemptRecord(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, rename=_ATTEMPT_WIRE
+):
     """One attempt of a task: number, timing, outcome and error text."""
 
     node_id: str
@@ -187,7 +241,9 @@ class NewEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     data: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class EventRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class EventRecord(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, rename=_EVENT_WIRE
+):
     """One entry of the durable, gap-free event log."""
 
     seq: int

@@ -1,0 +1,340 @@
+"""The DESIGN.md §10 figures, each next to its target and a floor measured in the same run.
+
+    python benchmarks/run.py            # everything (about a minute)
+    python benchmarks/run.py --quick    # smaller repeats, no 10,000-run store
+
+The floor is one fsync'd single-put LMDB commit, opened exactly as the store opens LMDB, in
+the same directory the benchmarks write to. Whole-process figures start a fresh interpreter
+for every sample. Medians are reported; min and max show the spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import lmdb  # noqa: E402  (after the path tweak, so a checkout runs without installing)
+
+import smithers  # noqa: E402
+from smithers import Parallel, Sequence, Task, Workflow  # noqa: E402
+from smithers.store import open_store  # noqa: E402
+
+Row = tuple[str, str, str, str]
+
+
+def _stats(samples: list[float]) -> tuple[float, float, float]:
+    return statistics.median(samples), min(samples), max(samples)
+
+
+def _ms(samples: list[float]) -> str:
+    med, lo, hi = _stats(samples)
+    return f"{med * 1000:.2f} ms (min {lo * 1000:.2f}, max {hi * 1000:.2f})"
+
+
+def floor_commit(folder: str, n: int) -> list[float]:
+    """One fsync'd single put per write transaction, LMDB opened as the store opens it."""
+    path = os.path.join(folder, "floor")
+    os.makedirs(path)
+    env = lmdb.open(
+        path,
+        subdir=True,
+        sync=True,
+        metasync=True,
+        writemap=False,
+        map_async=False,
+        lock=True,
+        max_dbs=16,
+        max_readers=512,
+        max_spare_txns=0,
+        map_size=0,
+    )
+    env.set_mapsize(64 << 30)
+    db = env.open_db(b"floor")
+    samples = []
+    for i in range(n):
+        start = time.perf_counter()
+        with env.begin(write=True) as txn:
+            txn.put(i.to_bytes(8, "big"), b"x" * 64, db=db)
+        samples.append(time.perf_counter() - start)
+    env.close()
+    return samples
+
+
+def chain(n: int) -> smithers.WorkflowDefinition:
+    @smithers.smithers
+    def chain_workflow(ctx: smithers.Context) -> smithers.Element:
+        return Workflow(
+            Sequence(*[Task(id=f"t{i}", output=int, value=i) for i in range(n)]), name="chain"
+        )
+
+    return chain_workflow
+
+
+def fan_out() -> smithers.WorkflowDefinition:
+    @smithers.smithers
+    def fan(ctx: smithers.Context) -> smithers.Element:
+        return Workflow(
+            Parallel(*[Task(id=f"p{i}", output=int, run=(lambda i=i: i)) for i in range(100)]),
+            Task(id="join", output=int, value=1),
+            name="fan",
+        )
+
+    return fan
+
+
+def timed_run(definition: smithers.WorkflowDefinition, store_path: str) -> float:
+    store = open_store(store_path)
+    try:
+        start = time.perf_counter()
+        result = smithers.run(definition, store=store)
+        elapsed = time.perf_counter() - start
+    finally:
+        store.close()
+    if result.status != "finished":
+        raise SystemExit(f"benchmark run ended {result.status}: {result.error}")
+    return elapsed
+
+
+def store_bytes(path: str) -> int:
+    """Bytes the LMDB data file holds in use (pages up to the last one written)."""
+    env = lmdb.open(path, subdir=True, readonly=True, lock=False, max_dbs=16)
+    try:
+        info, stat = env.info(), env.stat()
+        return int((info["last_pgno"] + 1) * stat["psize"])
+    finally:
+        env.close()
+
+
+def whole_process(argv: list[str], *, cwd: str, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{argv} exited {done.returncode}: {done.stderr.strip()}")
+    return elapsed
+
+
+def import_time(n: int, env: dict[str, str]) -> list[float]:
+    code = "import time; t = time.perf_counter(); import smithers; print(time.perf_counter() - t)"
+    samples = []
+    for _ in range(n + 1):
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        samples.append(float(out.stdout))
+    return samples[1:]  # the first run may compile bytecode
+
+
+def approve_whole_process(folder: str, n: int, env: dict[str, str]) -> list[float]:
+    """`smithers approve RUN --node approve-deploy` on a parked 3-node run, until finished."""
+    work = os.path.join(folder, "approve")
+    shutil.copytree(ROOT / "examples", os.path.join(work, "examples"))
+    store = os.path.join(work, ".smithers")
+    samples = []
+    for i in range(n + 1):
+        run_id = f"deploy-{i}"
+        subprocess.run(
+            [sys.executable, "-m", "smithers", "run", "examples/deploy.py", "--run-id", run_id],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            check=False,
+        )
+        samples.append(
+            whole_process(
+                [
+                    sys.executable,
+                    "-m",
+                    "smithers",
+                    "--store",
+                    store,
+                    "approve",
+                    run_id,
+                    "--node",
+                    "approve-deploy",
+                    "--yes",
+                    "--note",
+                    "bench",
+                ],
+                cwd=work,
+                env=env,
+            )
+        )
+    return samples[1:]
+
+
+def approvals_inbox(
+    folder: str, runs: int, gates: int, n: int, env: dict[str, str]
+) -> tuple[list[float], int]:
+    """`smithers approvals` over a store with `runs` runs, `gates` of them parked at a gate."""
+    from smithers.runtime.lease import now_iso
+    from smithers.store.base import Batch
+    from smithers.store.records import ApprovalRecord, NewEvent, NodeRecord, RunRecord
+
+    path = os.path.join(folder, "inbox")
+    store = open_store(path)
+    every = max(runs // gates, 1)
+    made = 0
+    try:
+        for i in range(runs):
+            now = now_iso()
+            parked = i % every == 0 and made < gates
+            made += parked
+            record = RunRecord(
+                run_id=f"run-{i}",
+                workflow="deploy",
+                status="waiting-approval" if parked else "finished",
+                created_at=now,
+                updated_at=now,
+            )
+            batch = Batch(events=[NewEvent(type="run.started", at=now)])
+            if parked:
+                batch.nodes.append(
+                    NodeRecord(
+                        node_id="approve-deploy",
+                        kind="approval",
+                        state="waiting-approval",
+                        started_at=now,
+                    )
+                )
+                batch.approvals.append(
+                    ApprovalRecord(
+                        node_id="approve-deploy",
+                        status="requested",
+                        requested_at=now,
+                        request={
+                            "title": f"Deploy 1.{i}?",
+                            "summary": "Roll out.",
+                            "metadata": {"risk": "low"},
+                        },
+                    )
+                )
+            store.create_run(record, batch)
+    finally:
+        store.close()
+    samples = [
+        whole_process(
+            [sys.executable, "-m", "smithers", "--store", path, "approvals"], cwd=folder, env=env
+        )
+        for _ in range(n + 1)
+    ]
+    return samples[1:], made
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller stores")
+    args = parser.parse_args()
+    quick = args.quick
+    base = os.environ.get("SMITHERS_BENCH_DIR") or str(ROOT / "benchmarks" / ".work")
+    os.makedirs(base, exist_ok=True)
+    folder = tempfile.mkdtemp(prefix="bench-", dir=base)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SMITHERS_STORE", "SMITHERS_CHECK_RENDER", "PYTHONDONTWRITEBYTECODE")
+    }
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    rows: list[Row] = []
+    try:
+        print(
+            f"smithers benchmarks in {folder} (python {sys.version.split()[0]}, "
+            f"{os.cpu_count()} cpus)",
+            flush=True,
+        )
+
+        floor = floor_commit(folder, 300 if quick else 1000)
+        floor_med = statistics.median(floor)
+        rows.append(("floor: one fsync'd single-put LMDB commit", _ms(floor), "-", "-"))
+
+        samples_1k = []
+        for i in range(2 if quick else 3):
+            samples_1k.append(timed_run(chain(1000), os.path.join(folder, f"chain1k-{i}")) / 1000)
+        per_node = statistics.median(samples_1k)
+        rows.append(
+            (
+                "chain 1,000: per-node cost (LMDB, durable)",
+                _ms(samples_1k),
+                "<= 2x floor",
+                f"{per_node / floor_med:.2f}x floor",
+            )
+        )
+        used = store_bytes(os.path.join(folder, "chain1k-0"))
+        rows.append(
+            (
+                "chain 1,000: store bytes per node",
+                f"{used / 1000:.0f} B ({used / 1024:.0f} KiB in use)",
+                "< 1 KB",
+                "ok" if used / 1000 < 1000 else "over",
+            )
+        )
+
+        if not quick:
+            t10k = timed_run(chain(10_000), os.path.join(folder, "chain10k")) / 10_000
+            rows.append(
+                (
+                    "chain 10,000 / chain 1,000 (per node)",
+                    f"{t10k / per_node * 10:.2f} (total time ratio)",
+                    "<= 11",
+                    f"{t10k * 1000:.3f} ms/node",
+                )
+            )
+
+        fan = [
+            timed_run(fan_out(), os.path.join(folder, f"fan-{i}")) for i in range(5 if quick else 9)
+        ]
+        rows.append(
+            (
+                "fan-out 100 + join, in-process",
+                _ms(fan),
+                "< 50 ms",
+                f"{statistics.median(fan) / floor_med:.0f}x floor",
+            )
+        )
+
+        imports = import_time(5 if quick else 11, env)
+        rows.append(("import smithers (in-process)", _ms(imports), "< 100 ms", "-"))
+
+        approves = approve_whole_process(folder, 3 if quick else 7, env)
+        rows.append(
+            (
+                "smithers approve on a parked 3-node run, whole process",
+                _ms(approves),
+                "< 250 ms",
+                "-",
+            )
+        )
+
+        runs, gates = (1000, 100) if quick else (10_000, 1_000)
+        inbox, made = approvals_inbox(folder, runs, gates, 3 if quick else 7, env)
+        rows.append(
+            (
+                f"smithers approvals, {runs:,} runs / {made:,} gates, whole process",
+                _ms(inbox),
+                "< 250 ms",
+                "-",
+            )
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    width = max(len(r[0]) for r in rows)
+    mwidth = max(len(r[1]) for r in rows)
+    print()
+    print(f"{'figure':<{width}}  {'measured (median)':<{mwidth}}  {'target':<12}  vs floor")
+    for name, measured, target, note in rows:
+        print(f"{name:<{width}}  {measured:<{mwidth}}  {target:<12}  {note}")
+
+
+if __name__ == "__main__":
+    main()
