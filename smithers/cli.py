@@ -19,6 +19,7 @@ import msgspec
 
 from smithers.errors import (
     InputError,
+    LeaseLostError,
     LoadError,
     RunLockedError,
     RunNotFoundError,
@@ -145,6 +146,9 @@ def _invoke(argv: list[str] | None) -> int:
     except RunLockedError as exc:
         _error(str(exc))
         return USER_ERROR
+    except LeaseLostError as exc:
+        _error(str(exc))
+        return EXIT["failed"]
     except SmithersError as exc:
         _error(str(exc))
         return USER_ERROR

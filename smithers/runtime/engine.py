@@ -161,19 +161,27 @@ class Engine:
             self.pool.shutdown()
 
     def _settle(self) -> None:
-        """Render if needed, examine dirty units, commit, then launch what was started."""
+        """Render if needed, examine dirty units, commit, then launch what was started.
+
+        Repeats while a commit brought news (a decision, a signal) that changed something.
+        """
         while True:
-            if self.need_render:
-                self._render()
-            elif self.check_render and self.graph is not None:
-                self._check_render()
-            if self.plan is None:  # the first render failed
-                break
-            self._examine_dirty()
-            if not self.need_render:
-                break
-        self._commit()
-        self._launch()
+            while True:
+                if self.need_render:
+                    self._render()
+                elif self.check_render and self.graph is not None:
+                    self._check_render()
+                if self.plan is None:  # the first render failed
+                    break
+                self._examine_dirty()
+                if not self.need_render:
+                    break
+            self._commit()
+            self._launch()
+            if self.plan is None or not (
+                self.dirty or self.need_render or self.state.has_changes()
+            ):
+                return
 
     async def _next(self) -> list[Any]:
         assert self._queue is not None
@@ -243,6 +251,10 @@ class Engine:
         try:
             graph = self._render_graph()
         except SmithersError as exc:
+            if self.plan is None and self.verify_resume:
+                # Resuming with a build that no longer renders: refuse, change nothing.
+                self._release()
+                raise
             self._fail(ErrorInfo(type=type(exc).__name__, message=str(exc)))
             return
         old, self.graph = self.graph, graph

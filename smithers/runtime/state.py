@@ -146,6 +146,19 @@ class RunState:
             )
         )
 
+    def has_changes(self) -> bool:
+        """Whether anything is staged for the next commit."""
+        return bool(
+            self._nodes
+            or self._groups
+            or self._attempts
+            or self._outputs
+            or self._approvals
+            or self._frames
+            or self._events
+            or self._run
+        )
+
     def take_batch(self) -> Batch:
         """Everything staged since the last call, as one batch."""
         batch = Batch(
