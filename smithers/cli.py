@@ -64,11 +64,11 @@ class _Settings:
             return os.path.abspath(self.store), False
         return default_store_path()
 
-    def open(self, *, create: bool = False) -> Any:
+    def open(self, *, create: bool = False, readonly: bool = False) -> Any:
         from smithers.store import open_store
 
         path, _ = self.store_path()
-        return open_store(path, create=create)
+        return open_store(path, create=create, readonly=readonly)
 
     def store_flag(self) -> str:
         path, by_default = self.store_path()
@@ -306,7 +306,12 @@ def _report(result: Any, *, note: str | None = None) -> int:
             "kind": p.kind,
             "request": msgspec.to_builtins(p.request) if p.request is not None else None,
             "waiting_since": p.waiting_since,
-            **_commands(result.run_id, p.node_id, p.iteration, p.kind, flag),
+            "decision": msgspec.to_builtins(p.decision) if p.decision is not None else None,
+            **(
+                _commands(result.run_id, p.node_id, p.iteration, p.kind, flag)
+                if p.decision is None  # a decided gate takes no second decision
+                else {"approve_command": None, "deny_command": None, "signal_command": None}
+            ),
         }
         for p in result.pending
     ]
@@ -343,6 +348,13 @@ def _report(result: Any, *, note: str | None = None) -> int:
                 _out(f"  {node}: {request.get('title', '')}")
                 if request.get("summary"):
                     _out(f"    {request['summary']}")
+                decision = item["decision"]
+                if decision is not None:
+                    verb = "approved" if decision["approved"] else "denied"
+                    _out(
+                        f"  {verb} by {decision['decided_by']}; the run applies it when it goes on"
+                    )
+                    continue
                 _out(f'  approve: {item["approve_command"]} --note "..."')
                 _out(f'  deny:    {item["deny_command"]} --note "..."')
             else:
@@ -419,14 +431,18 @@ def _load_for(run: Any, workflow: str | None, *, hint: str) -> Any:
     """The definition to resume a run with: --workflow, else what the run recorded."""
     from smithers.runtime.loader import load_definition, load_ref
 
+    if workflow:
+        return load_definition(workflow).definition  # the user's own FILE: its error as is
     try:
-        if workflow:
-            return load_definition(workflow).definition
         if run.definition is None:
-            raise LoadError(f"Run `{run.run_id}` recorded no definition")
+            raise LoadError("it recorded no definition")
         return load_ref(run.definition).definition
     except LoadError as exc:
-        raise _Fail(f"{str(exc).rstrip('.')}; {hint}") from None
+        reason = str(exc).split("; ")[0].rstrip(".")  # keep the cause; the fix is below
+        reason = reason[:1].lower() + reason[1:]
+        raise _Fail(
+            f"Cannot load the workflow run `{run.run_id}` was started from ({reason}); {hint}"
+        ) from None
 
 
 def _enter(run: Any) -> None:
@@ -638,16 +654,26 @@ def signal_cmd(
     try:
         run = _need_run(store, run_id)
         graph = definition = None
-        if not no_resume:
+        try:
             definition = _load_for(
                 run,
                 workflow,
                 hint="pass --no-resume to only record the data, or --workflow FILE[:ATTR].",
             )
+        except _Fail:
+            if not no_resume:
+                raise
+        if definition is not None:  # validate the data before anything is written
             _enter(run)
             graph = current_graph(store, run_id, definition)
         signal(run_id, node, value, store=store, iteration=_parse_iteration(iteration), graph=graph)
         told = f"Delivered data to `{node}` of run {run_id}."
+        if graph is None:
+            click.echo(
+                "Warning: the workflow could not be loaded, so the data was not validated; the "
+                "run checks it when it reaches the signal and refuses it if it does not match.",
+                err=True,
+            )
         fresh = store.get_run(run_id)
         if no_resume:
             return _report_recorded(store, run_id, told)
@@ -672,7 +698,13 @@ def cancel_cmd(run_id: str) -> int:
 
     store = _settings().open()
     try:
-        _report(cancel(run_id, store=store))
+        result = cancel(run_id, store=store)
+        note = None
+        if result.status not in ("cancelled", "finished", "failed"):
+            run = store.get_run(run_id)
+            owner = f"pid {run.lease.pid} on {run.lease.host}" if run and run.lease else "its owner"
+            note = f"Cancel requested; {owner} will stop run {run_id}."
+        _report(result, note=note)
         return 0
     finally:
         store.close()
@@ -692,7 +724,7 @@ def _frame(store: Any, run: Any) -> Any:
 @_global_options
 def status_cmd(run_id: str) -> int:
     """Show a run: graph with node states, attempts, pending gates and past decisions."""
-    store = _settings().open()
+    store = _settings().open(readonly=True)
     try:
         run = _need_run(store, run_id)
         snapshot = store.load(run_id)
@@ -819,15 +851,21 @@ def output_cmd(run_id: str, node: str, iteration: str | None) -> int:
     """Print a node's committed output as JSON."""
     from smithers.compiler.codec import decode_value
 
-    store = _settings().open()
+    store = _settings().open(readonly=True)
     try:
         run = _need_run(store, run_id)
         snapshot = store.load(run_id)
         its = _parse_iteration(iteration)
         found = sorted(k for k in snapshot.outputs if k[0] == node)
+        graph = _frame(store, run)
+        current = graph.by_id.get(node) if graph is not None else None
+        if current is None and not found and not any(k[0] == node for k in snapshot.nodes):
+            known = ", ".join(f"`{n.id}`" for n in (graph.nodes if graph else ()))
+            raise _Fail(
+                f"Run `{run_id}` has no node `{node}`"
+                + (f"; its nodes: {known}." if known else ".")
+            )
         if its is None:
-            graph = _frame(store, run)
-            current = graph.by_id.get(node) if graph is not None else None
             if current is not None and (node, current.iteration) in snapshot.outputs:
                 its = current.iteration
             elif found:
@@ -838,9 +876,9 @@ def output_cmd(run_id: str, node: str, iteration: str | None) -> int:
             hint = (
                 f"; it has outputs at iterations {have}"
                 if found
-                else ("; see `smithers status " + run_id + "`")
+                else f"; see `smithers status {run_id}`"
             )
-            raise _Fail(f"Node `{node}` of run {run_id} has no output{where}{hint}.")
+            raise _Fail(f"Node `{node}` of run `{run_id}` has no output{where}{hint}.")
         value = decode_value(snapshot.outputs[(node, its)])
         click.echo(msgspec.json.format(_JSON.encode(value), indent=2).decode())
         return 0
@@ -858,7 +896,7 @@ def output_cmd(run_id: str, node: str, iteration: str | None) -> int:
 @_global_options
 def runs_cmd(status: str | None) -> int:
     """List runs (from the status index with --status)."""
-    store = _settings().open()
+    store = _settings().open(readonly=True)
     try:
         runs = store.runs(status)
         if _settings().as_json:
@@ -891,7 +929,7 @@ def runs_cmd(status: str | None) -> int:
 @_global_options
 def approvals_cmd() -> int:
     """List every requested gate across runs, with its request and the commands to decide."""
-    store = _settings().open()
+    store = _settings().open(readonly=True)
     try:
         gates = store.requested_gates()
         flag = _settings().store_flag()
@@ -981,7 +1019,7 @@ def _follow(store: Any, run_id: str | None, after: int) -> Iterator[Any]:
 @_global_options
 def events_cmd(run_id: str | None, after: int, follow: bool) -> int:
     """Print the durable event log (of one run, or all)."""
-    store = _settings().open()
+    store = _settings().open(readonly=True)
     try:
         if run_id is not None:
             _need_run(store, run_id)
@@ -1025,7 +1063,7 @@ def graph_cmd(target: str | None, input_: str | None, run_id: str | None, fmt: s
     """Render a workflow's graph without running anything."""
     states = None
     if run_id is not None:
-        store = _settings().open()
+        store = _settings().open(readonly=True)
         try:
             run = _need_run(store, run_id)
             snapshot = store.load(run_id)

@@ -10,10 +10,14 @@ from __future__ import annotations
 import copy
 import enum
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar, overload
 
-from smithers.errors import ContextError, MissingOutputError
+import msgspec
+
+from smithers.compiler.codec import type_name
+from smithers.compiler.graph import Graph
+from smithers.errors import ContextError, MissingOutputError, ValidationError
 
 __all__ = ["MISSING", "Context", "Iteration", "MappingSource", "OutputSource"]
 
@@ -44,8 +48,25 @@ class OutputSource(Protocol):
     def read_latest(self, node_id: str, tp: Any) -> Any:
         """The output of the highest iteration that has one, or MISSING."""
 
-    def iterations(self) -> Mapping[str, int]:
-        """Loop id to current iteration, for the loops mounted now."""
+    def iterations(self) -> Mapping[str, int] | None:
+        """Loop id to current iteration for the loops mounted now; None while not known yet
+        (before the first render of a run)."""
+
+
+class _Provisional(Mapping[str, int]):
+    """Loop iterations before any render has shown which loops mount: every loop is at 0.
+
+    A render that read it is repeated once the loops are known, so this never sticks.
+    """
+
+    def __getitem__(self, loop_id: str) -> int:
+        return 0
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
 
 
 def _as_iteration(iteration: int | Iterable[int] | None) -> Iteration | None:
@@ -65,6 +86,7 @@ class Context:
     __slots__ = (
         "_input",
         "_input_decode",
+        "_provisional",
         "_read_iterations",
         "_reads",
         "_run_id",
@@ -88,6 +110,7 @@ class Context:
         self._tracking = True
         self._reads: set[str] = set()
         self._read_iterations = False
+        self._provisional = False
         self._untyped: set[str] = set()
 
     # -- dependencies -------------------------------------------------------------------------
@@ -105,6 +128,11 @@ class Context:
     def read_iterations(self) -> bool:
         """Whether the render read loop iterations."""
         return self._read_iterations
+
+    @property
+    def provisional(self) -> bool:
+        """Whether the render read loop iterations before the loops were known."""
+        return self._provisional
 
     @property
     def untyped_reads(self) -> frozenset[str]:
@@ -146,7 +174,11 @@ class Context:
         """Loop id to its current iteration, for every mounted loop."""
         if self._tracking:
             self._read_iterations = True
-        return types.MappingProxyType(dict(self._source.iterations()))
+        known = self._source.iterations()
+        if known is None:
+            self._provisional = True
+            return _Provisional()
+        return types.MappingProxyType(dict(known))
 
     @property
     def iteration(self) -> int:
@@ -156,6 +188,8 @@ class Context:
             ContextError: When no loop or several loops are mounted.
         """
         its = self.iterations
+        if isinstance(its, _Provisional):
+            return 0
         if len(its) == 1:
             return next(iter(its.values()))
         if not its:
@@ -241,35 +275,53 @@ class MappingSource:
             else:
                 node_id, its = key, ()
             self._by_node.setdefault(node_id, {})[its] = value
-        self._iterations = dict(iterations or {})
+        self._iterations: dict[str, int] | None = (
+            dict(iterations) if iterations is not None else None
+        )
         self.types: dict[str, Any] = {}
+        self.hidden: frozenset[str] = frozenset()
 
     def type_of(self, node_id: str) -> Any:
         return self.types.get(node_id, MISSING)
 
     def read(self, node_id: str, iteration: Iteration | None, tp: Any) -> Any:
         found = self._by_node.get(node_id)
-        if not found:
+        if not found or node_id in self.hidden:
             return MISSING
         if iteration is None:
             iteration = () if () in found else max(found)
         if iteration not in found:
             return MISSING
-        return copy.deepcopy(found[iteration])
+        return self._typed(node_id, found[iteration], tp)
 
     def read_all(self, node_id: str, tp: Any) -> list[Any]:
-        found = self._by_node.get(node_id, {})
-        return [copy.deepcopy(found[k]) for k in sorted(found)]
+        found = {} if node_id in self.hidden else self._by_node.get(node_id, {})
+        return [self._typed(node_id, found[k], tp) for k in sorted(found)]
 
     def read_latest(self, node_id: str, tp: Any) -> Any:
-        found = self._by_node.get(node_id)
-        return copy.deepcopy(found[max(found)]) if found else MISSING
+        found = None if node_id in self.hidden else self._by_node.get(node_id)
+        return self._typed(node_id, found[max(found)], tp) if found else MISSING
 
-    def iterations(self) -> Mapping[str, int]:
+    def iterations(self) -> Mapping[str, int] | None:
         return self._iterations
 
-    def learn(self, loops: Mapping[str, int]) -> bool:
-        """Adopt the mounted loops of the last render; return whether anything changed."""
-        changed = loops != self._iterations
-        self._iterations = dict(loops)
-        return changed
+    def learn(self, graph: Graph) -> None:
+        """Adopt a render's output types and mounted loops."""
+        self.types.update(graph.output_types())
+        self._iterations = {
+            g.name: g.iteration[-1] for g in graph.groups if g.kind == "loop" and g.name
+        }
+
+    @staticmethod
+    def _typed(node_id: str, value: Any, tp: Any) -> Any:
+        """A fresh copy of a given output, converted into its type (plain data is accepted)."""
+        value = copy.deepcopy(value)
+        if tp is None:
+            return value
+        try:
+            return msgspec.convert(value, tp)
+        except msgspec.ValidationError as exc:
+            raise ValidationError(
+                f"outputs[{node_id!r}] does not match `{type_name(tp)}`: {exc}; pass a value "
+                "of that type or plain data that converts into it."
+            ) from None

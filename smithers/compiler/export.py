@@ -240,7 +240,7 @@ def to_dot(graph: Graph) -> str:
             if group.skipped:
                 lines.append(f"{pad}  style=dashed;")
             if group.kind == "loop" and group.name:
-                anchor = f"loop:{group.name}"
+                anchor = f"loop {group.name}"  # a space: no node id can collide with it
                 cluster_of_loop[group.name] = cluster
                 anchor_of_loop[group.name] = anchor
                 lines.append(f'{pad}  {_dot(anchor)} [shape=point, width=0.05, label=""];')

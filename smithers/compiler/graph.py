@@ -175,6 +175,20 @@ class Graph:
         """Return the group at this path; raise ``KeyError`` if there is none."""
         return self.by_path[path]
 
+    def output_types(self) -> dict[str, Any]:
+        """Node id to its declared output type, where known (gates always; tasks and signals
+        when the graph carries its elements, i.e. it was rendered, not decoded)."""
+        from smithers.components.nodes import ApprovalDecision, Signal, Task
+
+        found: dict[str, Any] = {}
+        for node in self.nodes:
+            element = self.elements.get(node.id)
+            if node.kind == "approval":
+                found[node.id] = ApprovalDecision
+            elif isinstance(element, Task | Signal):
+                found[node.id] = element.output
+        return found
+
     def loops(self) -> dict[str, Group]:
         """Return the mounted loop groups by loop id."""
         return {g.name: g for g in self.groups if g.kind == "loop" and g.name is not None}

@@ -26,7 +26,7 @@ from smithers.components.component import ComponentElement
 from smithers.components.element import Element
 from smithers.components.groups import Branch, Loop, Parallel, Sequence, Workflow
 from smithers.components.nodes import Approval, ApprovalDecision, ApprovalRequest, Signal, Task
-from smithers.errors import BuildError, CompileError
+from smithers.errors import BuildError, CompileError, SmithersError
 
 __all__ = ["LoweringView", "compile_tree"]
 
@@ -137,8 +137,9 @@ class _Lowering:
     def _call_component(self, element: ComponentElement, path: str) -> Element:
         try:
             result = element.func(**element.props)
-        except (CompileError, BuildError):
-            raise
+        except SmithersError as exc:
+            # Keep the error's class (a DefinitionError stays one) and say where it happened.
+            raise type(exc)(f"{str(exc).rstrip('.')} (in `{path}`).") from exc
         except Exception as exc:
             raise BuildError(
                 f"Component `{element.name}` at `{path}` raised {type(exc).__name__}: {exc}"
@@ -162,9 +163,10 @@ class _Lowering:
     def _register(self, ident: str, path: str) -> None:
         other = self.paths.get(ident)
         if other is not None:
+            where = "the same place" if other == path else f"`{other}`"
             raise CompileError(
-                f"Duplicate node id `{ident}` at `{path}`; `{other}` has it too; ids must be "
-                "unique within a workflow."
+                f"Duplicate node id `{ident}` at `{path}`; an element at {where} has it too; "
+                "ids must be unique within a workflow."
             )
         self.paths[ident] = path
 
@@ -294,9 +296,10 @@ class _Lowering:
         )
         inner = _Scope(path, 0, iteration, loops, skipped, kind)
         if isinstance(element, Branch):
-            side = element.then if extra["taken"] == "then" else element.else_
-            if side is None:
+            if extra["taken"] is None:  # the chosen side is None: nothing mounts
                 return prev
+            side = element.then if extra["taken"] == "then" else element.else_
+            assert side is not None
             return self._lower(side, _segment(side, str(extra["taken"])), inner, prev)
         if isinstance(element, Parallel):
             outs: list[tuple[str, EdgeKind]] = []
@@ -344,7 +347,7 @@ class _Lowering:
 
     def _needs_edges(self) -> None:
         for node in self.nodes:
-            for param, dep in node.needs.items():
+            for param, dep in sorted(node.needs.items()):  # dict order must not change hashes
                 if dep in self.loop_elements:
                     raise CompileError(
                         f"{node.kind.capitalize()} `{node.id}` at `{node.path}` has "

@@ -6,7 +6,7 @@ Pure: no I/O, no clock, no store. ``run`` callables and request functions are ne
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from smithers.compiler.codec import check_value, decode_value, encode_value, type_name
 from smithers.compiler.context import Context, MappingSource, OutputSource
@@ -18,9 +18,17 @@ from smithers.errors import (
     CompileError,
     DefinitionError,
     InputError,
+    SmithersError,
 )
 
-__all__ = ["encode_input", "input_decoder", "render", "render_once"]
+__all__ = [
+    "RenderSource",
+    "encode_input",
+    "input_decoder",
+    "render",
+    "render_once",
+    "render_settled",
+]
 
 _MAX_PASSES = 4
 
@@ -87,9 +95,18 @@ def render_once(
         CompileError, DefinitionError: For a bad tree or a bad prop.
     """
     ctx = Context(run_id=run_id, source=source, input_decode=input_decoder(definition, input_raw))
+    return _build(definition, ctx, view), ctx
+
+
+def _build(definition: WorkflowDefinition, ctx: Context, view: LoweringView | None) -> Graph:
     try:
         tree = definition.build(ctx)
-    except (DefinitionError, CompileError, BuildError, InputError):
+    except DefinitionError as exc:
+        # Construction errors cannot know where they happened; say which build it was.
+        raise DefinitionError(
+            f"{str(exc).rstrip('.')} (in the build function of `{definition.name}`)."
+        ) from exc
+    except SmithersError:
         raise
     except Exception as exc:
         raise BuildError(
@@ -102,7 +119,70 @@ def render_once(
             f"The build function of `{definition.name}` returned None; it must return "
             "Workflow(..., name=...)."
         )
-    return compile_tree(tree, view=view), ctx
+    return compile_tree(tree, view=view)
+
+
+class RenderSource(OutputSource, Protocol):
+    """An `OutputSource` that learns types and loops from renders and can hide outputs."""
+
+    types: dict[str, Any]
+    hidden: frozenset[str]
+
+    def learn(self, graph: Graph) -> None:
+        """Adopt a render's output types and mounted loops."""
+
+
+def render_settled(
+    definition: WorkflowDefinition,
+    *,
+    source: RenderSource,
+    view: LoweringView | None,
+    run_id: str,
+    input_raw: bytes | None,
+) -> tuple[Graph, Context]:
+    """Render until what the render assumed (output types, mounted loops) holds.
+
+    A render may read an output before anything says what type it has (the first render of
+    a resumed run, or `render` with plain data). If it then fails, the build is rendered
+    once more as the run looked before those outputs existed: the nodes that produced them
+    were mounted then, so that graph tells their types, and the real render follows. A
+    render that read loop iterations before the loops were known is repeated once they are.
+
+    Raises:
+        The render's own error when it cannot be settled (at most a few passes).
+    """
+    hidden: set[str] = set()
+    graph: Graph | None = None
+    ctx: Context | None = None
+    for _ in range(_MAX_PASSES):
+        ctx = Context(
+            run_id=run_id, source=source, input_decode=input_decoder(definition, input_raw)
+        )
+        before = source.iterations()
+        source.hidden = frozenset(hidden)
+        try:
+            graph = _build(definition, ctx, view)
+        except SmithersError:
+            unknown = {n for n in ctx.untyped_reads if n not in source.types} - hidden
+            if not unknown:
+                raise
+            hidden |= unknown  # render as before those outputs existed, to learn their types
+            continue
+        finally:
+            source.hidden = frozenset()
+        source.learn(graph)
+        if hidden:
+            if not hidden & source.types.keys():
+                break  # nothing learned: the real render will raise its own error below
+            hidden = set()
+            continue
+        retype = any(node_id in source.types for node_id in ctx.untyped_reads)
+        moved = ctx.read_iterations and (ctx.provisional or source.iterations() != before)
+        if not retype and not moved:
+            return graph, ctx
+    if hidden or graph is None or ctx is None:
+        return render_once(definition, source=source, view=view, run_id=run_id, input_raw=input_raw)
+    return graph, ctx
 
 
 def render(
@@ -118,7 +198,8 @@ def render(
         definition: What ``@smithers`` made.
         input: The run input, validated into the definition's input type.
         outputs: Outputs to render against: node id (iteration ``()``) or
-            ``(node_id, iteration)`` to value.
+            ``(node_id, iteration)`` to value; plain data is converted into each node's
+            output type.
         run_id: What ``ctx.run_id`` returns.
 
     Returns:
@@ -131,21 +212,7 @@ def render(
     if not isinstance(definition, WorkflowDefinition):
         raise TypeError(f"render() takes what @smithers returns, got {type(definition).__name__}")
     raw = encode_input(definition, input)
-    source = MappingSource(outputs)
-    graph: Graph | None = None
-    for _ in range(_MAX_PASSES):
-        graph, ctx = render_once(definition, source=source, view=None, run_id=run_id, input_raw=raw)
-        loops = {g.name: g.iteration[-1] for g in graph.groups if g.kind == "loop" and g.name}
-        new_types = {
-            node_id: getattr(el, "output", None)
-            for node_id, el in graph.elements.items()
-            if node_id in ctx.untyped_reads
-        }
-        again = ctx.read_iterations and source.learn(loops)
-        if new_types:
-            source.types.update(new_types)
-            again = True
-        if not again:
-            break
-    assert graph is not None
+    graph, _ = render_settled(
+        definition, source=MappingSource(outputs), view=None, run_id=run_id, input_raw=raw
+    )
     return graph

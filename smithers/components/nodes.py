@@ -301,14 +301,28 @@ def _check_backoff(owner: str, value: object) -> float | tuple[float, ...] | Non
     reject(owner, "backoff", value, "pass seconds >= 0, a non-empty list of them, or None")
 
 
-_SIGNATURES: dict[types.CodeType, tuple[frozenset[str], frozenset[str], bool, bool]] = {}
+_Signature = tuple[frozenset[str], frozenset[str], bool, bool]
+_SIGNATURES: dict[tuple[types.CodeType, int, tuple[str, ...]], _Signature] = {}
 
 
-def _signature(fn: Callable[..., Any]) -> tuple[frozenset[str], frozenset[str], bool, bool]:
-    """Return (accepted names, required names, takes **kwargs, is async), cached per code object."""
-    code = getattr(fn, "__code__", None)
-    if code is not None and code in _SIGNATURES and not isinstance(fn, types.MethodType):
-        return _SIGNATURES[code]
+def _cache_key(fn: Callable[..., Any]) -> tuple[types.CodeType, int, tuple[str, ...]] | None:
+    """Plain functions made by one ``def``/``lambda`` share a signature; anything that may
+    present another one (wrappers with ``__wrapped__``, ``__signature__``, methods) is not
+    cached."""
+    if (
+        not isinstance(fn, types.FunctionType)
+        or hasattr(fn, "__wrapped__")
+        or hasattr(fn, "__signature__")
+    ):
+        return None
+    return (fn.__code__, len(fn.__defaults__ or ()), tuple(sorted(fn.__kwdefaults__ or ())))
+
+
+def _signature(fn: Callable[..., Any]) -> _Signature:
+    """Return (accepted names, required names, takes **kwargs, is async) of a callable."""
+    key = _cache_key(fn)
+    if key is not None and key in _SIGNATURES:
+        return _SIGNATURES[key]
     accepted: set[str] = set()
     required: set[str] = set()
     var_kw = False
@@ -332,8 +346,8 @@ def _signature(fn: Callable[..., Any]) -> tuple[frozenset[str], frozenset[str], 
         var_kw,
         inspect.iscoroutinefunction(fn),
     )
-    if code is not None and not isinstance(fn, types.MethodType):
-        _SIGNATURES[code] = result
+    if key is not None:
+        _SIGNATURES[key] = result
     return result
 
 

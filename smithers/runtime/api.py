@@ -18,7 +18,7 @@ from smithers.compiler.graph import Graph
 from smithers.compiler.render import encode_input
 from smithers.components.definition import WorkflowDefinition
 from smithers.components.element import is_valid_id
-from smithers.components.nodes import ApprovalRequest
+from smithers.components.nodes import ApprovalDecision, ApprovalRequest
 from smithers.errors import InputError, RunNotFoundError
 from smithers.runtime.engine import Engine
 from smithers.runtime.lease import is_dead, new_lease, now_iso
@@ -70,6 +70,7 @@ class PendingNode:
     kind: str
     request: ApprovalRequest | None
     waiting_since: str | None
+    decision: ApprovalDecision | None = None  # decided, not yet applied by the run
 
 
 @attrs.frozen
@@ -126,8 +127,6 @@ def result_of(store: Store, run_id: str, graph: Graph | None = None) -> RunResul
             and graph.by_id.get(node_id) is not None
             and (graph.by_id[node_id].kind == "approval")
         ):
-            from smithers.components.nodes import ApprovalDecision
-
             tp = ApprovalDecision
         outputs[node_id] = decode_value(raw, tp)
     pending = []
@@ -137,6 +136,9 @@ def result_of(store: Store, run_id: str, graph: Graph | None = None) -> RunResul
             request = (
                 msgspec.convert(approval.request, ApprovalRequest) if approval is not None else None
             )
+            decision = None
+            if approval is not None and approval.decision is not None:
+                decision = msgspec.convert(approval.decision, ApprovalDecision)
             pending.append(
                 PendingNode(
                     node_id,
@@ -144,6 +146,7 @@ def result_of(store: Store, run_id: str, graph: Graph | None = None) -> RunResul
                     "approval",
                     request,
                     approval.requested_at if approval else record.started_at,
+                    decision,
                 )
             )
         elif record.state == "waiting-signal":

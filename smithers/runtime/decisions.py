@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from smithers.compiler.codec import decode_frame, validate_value
+from smithers.compiler.codec import check_value, decode_frame
 from smithers.compiler.graph import Graph
 from smithers.components.nodes import Signal
 from smithers.errors import (
@@ -25,7 +25,6 @@ from smithers.errors import (
     UnknownGateError,
     UnknownNodeError,
     UnknownRunError,
-    ValidationError,
 )
 from smithers.runtime.api import RunResult, resolve_store, result_of
 from smithers.runtime.lease import hostname, is_dead, new_lease, now_iso, os_user
@@ -245,11 +244,14 @@ def signal(
         element = current.elements.get(node_id) if current is not None else None
         try:
             if isinstance(element, Signal):
-                _, raw = validate_value(data, element.output, what=f"Data for signal `{node_id}`")
+                _, raw = check_value(data, element.output)
             else:
                 raw = msgspec.msgpack.encode(data)
-        except ValidationError as exc:
-            raise SignalError(str(exc)) from None
+        except ValueError as exc:
+            raise SignalError(
+                f"Data for signal `{node_id}` does not match `{node.output_type}`: {exc}; pass "
+                f"--data matching `{node.output_type}`."
+            ) from None
         except TypeError as exc:
             raise SignalError(
                 f"Data for signal `{node_id}` cannot be encoded ({exc}); pass JSON-able data."

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from smithers.compiler.codec import decode_value, encode_frame, validate_value
+from smithers.compiler.codec import check_value, decode_value, encode_frame, validate_value
 from smithers.compiler.context import Context
 from smithers.compiler.graph import Graph, Node
 from smithers.compiler.render import input_decoder
@@ -642,7 +642,7 @@ class Engine:
         if element.continue_on_fail:
             self._terminal(attempt.node_id)
         else:
-            self._fail(ErrorInfo(type=type(exc).__name__, message=text, node_id=key[0]))
+            self._fail(ErrorInfo(type=type(exc).__name__, message=_message(exc), node_id=key[0]))
 
     # -- approvals and signals ----------------------------------------------------------------
 
@@ -782,19 +782,22 @@ class Engine:
 
     def _apply_signal(self, node: Node, key: NodeKey, delivered: SignalRecord) -> None:
         assert self.graph is not None
+        if delivered.rejected is not None:
+            return  # already refused; the node waits for a corrected delivery
         tp = self.view.types.get(node.id)
         try:
-            value = decode_value(delivered.data, tp)
-            _, raw = validate_value(value, tp, what=f"Signal `{node.id}` received data that")
-        except (msgspec.ValidationError, ValidationError) as exc:
-            message = (
-                str(exc)
-                if isinstance(exc, ValidationError)
-                else (f"Signal `{node.id}` received data that does not match its output: {exc}")
+            _, raw = check_value(decode_value(delivered.data), tp)
+        except ValueError as exc:
+            # Bad data must not poison the run: refuse this delivery, keep waiting.
+            reason = (
+                f"Data for signal `{node.id}` does not match `{node.output_type}`: {exc}; "
+                f"deliver it again with `smithers signal {self.run_id} --node {node.id}`."
             )
-            self._set(key, "failed", error=message)
-            self.state.event("node.failed", key[0], key[1], error=message)
-            self._fail(ErrorInfo(type="ValidationError", message=message, node_id=node.id))
+            self.state.set_signal(msgspec.structs.replace(delivered, rejected=reason))
+            if self.state.nodes.get(key) is None or self.state.nodes[key].state == "pending":
+                self._set(key, "waiting-signal", started_at=now_iso())
+                self.state.event("signal.waiting", key[0], key[1])
+            self.state.event("signal.rejected", key[0], key[1], error=reason)
             return
         self._output(key, raw)
         self._set(key, "finished")
@@ -817,7 +820,9 @@ class Engine:
         for record in self.store.approvals(self.run_id):
             self.state.approvals[(record.node_id, record.iteration)] = record
         for delivered in self.store.signals(self.run_id):
-            self.state.signals.setdefault((delivered.node_id, delivered.iteration), delivered)
+            key = (delivered.node_id, delivered.iteration)
+            if self.state.signals.get(key) != delivered:  # new, or a corrected delivery
+                self.state.signals[key] = delivered
         self._apply_arrivals()
 
     def _apply_arrivals(self) -> None:
@@ -1180,6 +1185,12 @@ class Engine:
             except (NotImplementedError, RuntimeError):
                 pass
         return installed
+
+
+def _message(exc: BaseException) -> str:
+    """An exception's first line, without its type (the run error carries the type)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _backoff(backoff: float | tuple[float, ...] | None, failures: int) -> float:

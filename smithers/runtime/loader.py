@@ -81,8 +81,8 @@ def _pick(module: ModuleType, where: str, attr: str | None) -> tuple[WorkflowDef
             target = getattr(target, part)
         if not isinstance(target, WorkflowDefinition):
             raise LoadError(
-                f"`{where}:{attr}` is a {type(target).__name__}, not a workflow; decorate its "
-                "build function with @smithers."
+                f"`{where}:{attr}` is of type `{type(target).__name__}`, not a workflow; "
+                "decorate its build function with @smithers."
             )
         return target, attr
     found = _definitions(module)

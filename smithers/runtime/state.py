@@ -50,6 +50,7 @@ class RunState:
         self._attempts: dict[tuple[NodeKey, int], AttemptRecord] = {}
         self._outputs: list[tuple[str, Iteration, bytes]] = []
         self._approvals: dict[NodeKey, ApprovalRecord] = {}
+        self._signals: dict[NodeKey, SignalRecord] = {}
         self._frames: list[tuple[str, bytes]] = []
         self._events: list[NewEvent] = []
         self._run: dict[str, Any] = {}
@@ -119,6 +120,11 @@ class RunState:
         self.approvals[key] = record
         self._approvals[key] = record
 
+    def set_signal(self, record: SignalRecord) -> None:
+        key = (record.node_id, record.iteration)
+        self.signals[key] = record
+        self._signals[key] = record
+
     def add_frame(self, digest: str, raw: bytes) -> None:
         self._frames.append((digest, raw))
 
@@ -154,6 +160,7 @@ class RunState:
             or self._attempts
             or self._outputs
             or self._approvals
+            or self._signals
             or self._frames
             or self._events
             or self._run
@@ -168,10 +175,12 @@ class RunState:
             attempts=list(self._attempts.values()),
             outputs=self._outputs,
             approvals=list(self._approvals.values()),
+            signals=list(self._signals.values()),
             frames=self._frames,
             events=self._events,
         )
         self._nodes, self._groups, self._attempts, self._approvals = {}, {}, {}, {}
+        self._signals = {}
         self._outputs, self._frames, self._events, self._run = [], [], [], {}
         return batch
 
@@ -186,6 +195,8 @@ class RunState:
         self._outputs.extend(batch.outputs)
         for approval in batch.approvals:
             self._approvals[(approval.node_id, approval.iteration)] = approval
+        for delivered in batch.signals:
+            self._signals[(delivered.node_id, delivered.iteration)] = delivered
         self._frames.extend(batch.frames)
 
     def adopt_run(self, run: RunRecord) -> None:

@@ -12,9 +12,8 @@ from typing import Any
 from smithers.compiler.codec import decode_value
 from smithers.compiler.context import MISSING, Context
 from smithers.compiler.graph import Graph
-from smithers.compiler.render import render_once
+from smithers.compiler.render import render_settled
 from smithers.components.definition import WorkflowDefinition
-from smithers.components.nodes import ApprovalDecision, Signal, Task
 from smithers.runtime.state import RunState
 from smithers.store.records import Iteration
 
@@ -27,8 +26,10 @@ class RunView:
     def __init__(self, state: RunState, graph: Graph | None = None) -> None:
         self.state = state
         self.types: dict[str, Any] = {}
+        self.hidden: frozenset[str] = frozenset()
         self.loops_of: dict[str, tuple[str, ...]] = {}
-        self.mounted_loops: dict[str, tuple[str, ...]] = {}  # loop id -> loops enclosing it
+        # Loop id -> the loops enclosing it, for the loops of the last render (None before one).
+        self.mounted_loops: dict[str, tuple[str, ...]] | None = None
         for record in state.nodes.values():
             self.loops_of.setdefault(record.node_id, record.loops)
         if graph is not None:
@@ -38,11 +39,7 @@ class RunView:
         """Adopt a render's node types, loop membership and mounted loops."""
         for node in graph.nodes:
             self.loops_of[node.id] = node.loops
-            element = graph.elements.get(node.id)
-            if isinstance(element, Task | Signal):
-                self.types[node.id] = element.output
-            elif element is not None:
-                self.types[node.id] = ApprovalDecision
+        self.types.update(graph.output_types())
         self.mounted_loops = {
             g.name: g.loops[:-1] for g in graph.groups if g.kind == "loop" and g.name
         }
@@ -60,6 +57,8 @@ class RunView:
         return self.state.current_iteration(loops)
 
     def read(self, node_id: str, iteration: Iteration | None, tp: Any) -> Any:
+        if node_id in self.hidden:
+            return MISSING
         if iteration is None:
             iteration = self.default_iteration(node_id)
             if iteration is None:
@@ -69,16 +68,22 @@ class RunView:
         return MISSING if raw is None else decode_value(raw, tp)
 
     def read_all(self, node_id: str, tp: Any) -> list[Any]:
+        if node_id in self.hidden:
+            return []
         return [
             decode_value(self.state.outputs[(node_id, it)], tp)
             for it in self.state.output_iterations.get(node_id, ())
         ]
 
     def read_latest(self, node_id: str, tp: Any) -> Any:
+        if node_id in self.hidden:
+            return MISSING
         found = self.state.latest_output(node_id)
         return MISSING if found is None else decode_value(found[1], tp)
 
-    def iterations(self) -> Mapping[str, int]:
+    def iterations(self) -> Mapping[str, int] | None:
+        if self.mounted_loops is None:
+            return None
         result = {}
         for loop_id, enclosing in self.mounted_loops.items():
             outer = self.state.current_iteration(enclosing)
@@ -98,21 +103,5 @@ class RunView:
 def render_run(
     definition: WorkflowDefinition, view: RunView, run_id: str, input_raw: bytes | None
 ) -> tuple[Graph, Context]:
-    """Render a run's graph against its committed state.
-
-    Repeats (at most four times) while the render read outputs whose types it did not know
-    yet, or loop iterations that the render itself mounted.
-    """
-    graph: Graph | None = None
-    ctx: Context | None = None
-    for _ in range(4):
-        before = view.iterations()
-        graph, ctx = render_once(
-            definition, source=view, view=view, run_id=run_id, input_raw=input_raw
-        )
-        view.learn(graph)
-        retype = any(node_id in view.types for node_id in ctx.untyped_reads)
-        if not retype and not (ctx.read_iterations and view.iterations() != before):
-            break
-    assert graph is not None and ctx is not None
-    return graph, ctx
+    """Render a run's graph against its committed state (see `render_settled`)."""
+    return render_settled(definition, source=view, view=view, run_id=run_id, input_raw=input_raw)

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-def open_store(path: str | None = None, *, create: bool = True) -> KVStore:
+def open_store(path: str | None = None, *, create: bool = True, readonly: bool = False) -> KVStore:
     """Open the LMDB store at ``path``, or at the default location.
 
     The default is ``$SMITHERS_STORE``, else the nearest ``.smithers/`` walking up from the
@@ -49,6 +49,8 @@ def open_store(path: str | None = None, *, create: bool = True) -> KVStore:
     Args:
         path: The store directory.
         create: Make the store if it does not exist; when False an absent store is an error.
+        readonly: Open for reading only (an absent store is an error; opening never waits for
+            a writer in another process).
 
     Returns:
         The store.
@@ -58,4 +60,4 @@ def open_store(path: str | None = None, *, create: bool = True) -> KVStore:
     """
     from smithers.store.lmdb_kv import open_lmdb_store
 
-    return open_lmdb_store(path or default_store_path()[0], create=create)
+    return open_lmdb_store(path or default_store_path()[0], create=create, readonly=readonly)

@@ -57,6 +57,7 @@ class Batch:
     attempts: list[AttemptRecord] = attrs.field(factory=list)
     outputs: list[tuple[str, Iteration, bytes]] = attrs.field(factory=list)
     approvals: list[ApprovalRecord] = attrs.field(factory=list)
+    signals: list[SignalRecord] = attrs.field(factory=list)
     frames: list[tuple[str, bytes]] = attrs.field(factory=list)
     events: list[NewEvent] = attrs.field(factory=list)
     expect_inbox: int | None = None
@@ -71,6 +72,7 @@ class Batch:
             or self.attempts
             or self.outputs
             or self.approvals
+            or self.signals
             or self.frames
             or self.events
             or self.release_lease

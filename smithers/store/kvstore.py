@@ -220,6 +220,8 @@ class KVStore:
     ) -> list[EventRecord]:
         def read(txn: Txn) -> list[EventRecord]:
             found: list[EventRecord] = []
+            if limit is not None and limit <= 0:
+                return found
             if run_id is None:
                 for _, raw in txn.scan("events", start=event_key(after + 1)):
                     found.append(_EVENT.decode(raw))
@@ -281,6 +283,9 @@ class KVStore:
                 txn.put("idx_gates", key, b"")
             else:
                 txn.delete("idx_gates", key)
+        for delivered in batch.signals:
+            key = node_key(rk, delivered.node_id, delivered.iteration)
+            txn.put("signals", key, _ENC.encode(delivered))
         for digest, raw in batch.frames:
             txn.put("frames", digest.encode(), raw, overwrite=False)
         seqs = self._append_events(txn, rk, run.run_id, batch.events)
@@ -423,13 +428,20 @@ class KVStore:
             existing = txn.get("signals", key)
             if existing is not None:
                 old = _SIGNAL.decode(existing)
-                its = ".".join(map(str, signal.iteration))
-                raise AlreadyDeliveredError(
-                    f"Signal `{signal.node_id}`{' iteration ' + its if its else ''} of run "
-                    f"`{run_id}` already received data at {old.received_at}; a signal is "
-                    "delivered once."
+                if old.rejected is None:
+                    its = ".".join(map(str, signal.iteration))
+                    raise AlreadyDeliveredError(
+                        f"Signal `{signal.node_id}`{' iteration ' + its if its else ''} of run "
+                        f"`{run_id}` already received data at {old.received_at}; a signal is "
+                        "delivered once."
+                    )
+                earlier = msgspec.structs.replace(old, previous=())
+                record = msgspec.structs.replace(
+                    signal, previous=(*old.previous, msgspec.to_builtins(earlier))
                 )
-            txn.put("signals", key, _ENC.encode(signal))
+            else:
+                record = signal
+            txn.put("signals", key, _ENC.encode(record))
             event = NewEvent(
                 type="signal.received",
                 node_id=signal.node_id,

@@ -24,7 +24,7 @@ T = TypeVar("T")
 _FORMAT_KEY = b"format"
 _FORMAT = b"smithers/1"
 _MAP_FLOOR = 64 << 30  # address space, not disk: the file grows only with data
-_ENVS: dict[tuple[str, int], tuple[Any, dict[str, Any], list[int]]] = {}
+_ENVS: dict[tuple[str, int], tuple[Any, dict[str, Any], list[int], bool]] = {}
 _ENVS_LOCK = threading.Lock()
 
 
@@ -74,17 +74,27 @@ class _LmdbTxn:
         return bytes(cursor.key()), bytes(cursor.value())
 
 
-def _open_env(path: str) -> tuple[Any, dict[str, Any]]:
-    """One environment per path per process (a forked child opens its own)."""
+def _open_env(path: str, readonly: bool) -> tuple[Any, dict[str, Any]]:
+    """One environment per path per process (a forked child opens its own).
+
+    A read-only request reuses a read-write environment already open in this process.
+    """
     key = (os.path.realpath(path), os.getpid())
     with _ENVS_LOCK:
         found = _ENVS.get(key)
         if found is not None:
-            found[2][0] += 1
-            return found[0], found[1]
+            env, dbs, refs, was_readonly = found
+            if was_readonly and not readonly:
+                raise StoreError(
+                    f"The store at {path} is open read-only in this process; close it before "
+                    "opening it for writing."
+                )
+            refs[0] += 1
+            return env, dbs
         env = lmdb.open(
             path,
             subdir=True,
+            readonly=readonly,
             sync=True,
             metasync=True,
             writemap=False,
@@ -95,21 +105,48 @@ def _open_env(path: str) -> tuple[Any, dict[str, Any]]:
             max_spare_txns=0,
             map_size=0,
         )
-        if env.info()["map_size"] < _MAP_FLOOR:
-            env.set_mapsize(_MAP_FLOOR)
-        env.reader_check()
+        try:
+            if not readonly and env.info()["map_size"] < _MAP_FLOOR:
+                env.set_mapsize(_MAP_FLOOR)
+            env.reader_check()
+            dbs = _open_tables(env, path, readonly)
+        except BaseException:
+            env.close()
+            raise
+        _ENVS[key] = (env, dbs, [1], readonly)
+        return env, dbs
+
+
+def _open_tables(env: Any, path: str, readonly: bool) -> dict[str, Any]:
+    """Open the named databases and check the format marker.
+
+    A read-only environment opens them in a read transaction (it never waits for a writer
+    in another process); a read-write one needs the write lock for a moment, once.
+    """
+    if readonly:
+        try:
+            dbs = {name: env.open_db(name.encode(), create=False) for name in TABLES}
+        except lmdb.NotFoundError:
+            raise StoreError(
+                f"The directory {path} holds an LMDB environment that is not a smithers store; "
+                "pass --store with a smithers store."
+            ) from None
+        with env.begin() as txn:
+            stored = txn.get(_FORMAT_KEY, db=dbs["meta"])
+    else:
         with env.begin(write=True) as txn:
             dbs = {name: env.open_db(name.encode(), txn=txn, create=True) for name in TABLES}
             stored = txn.get(_FORMAT_KEY, db=dbs["meta"])
             if stored is None:
                 txn.put(_FORMAT_KEY, _FORMAT, db=dbs["meta"])
-            elif bytes(stored) != _FORMAT:
-                raise StoreError(
-                    f"The store at {path} has format {bytes(stored)!r}; "
-                    f"this smithers reads {_FORMAT!r}."
-                )
-        _ENVS[key] = (env, dbs, [1])
-        return env, dbs
+                stored = _FORMAT
+    if stored is None or bytes(stored) != _FORMAT:
+        shown = "no format marker" if stored is None else f"format {bytes(stored)!r}"
+        raise StoreError(
+            f"The store at {path} has {shown}; this smithers reads {_FORMAT!r}, so open it "
+            "with the smithers that wrote it."
+        )
+    return dbs
 
 
 def _release_env(path: str) -> None:
@@ -125,23 +162,29 @@ def _release_env(path: str) -> None:
 
 
 class LmdbKV:
-    """An LMDB environment directory as a `KV` backend."""
+    """An LMDB environment directory as a `KV` backend.
 
-    def __init__(self, path: str, *, create: bool = True) -> None:
+    With ``readonly`` the environment is opened read-only: opening never waits for a writer
+    in another process, and any write raises `StoreError`.
+    """
+
+    def __init__(self, path: str, *, create: bool = True, readonly: bool = False) -> None:
         path = os.path.abspath(path)
         if os.path.exists(path) and not os.path.isdir(path):
             raise StoreError(
                 f"The store path {path} is a file; pass a directory (for example "
                 "--store .smithers)."
             )
-        if not create and not os.path.exists(os.path.join(path, "data.mdb")):
+        if (readonly or not create) and not os.path.exists(os.path.join(path, "data.mdb")):
             raise StoreError(
                 f"No smithers store at {path}; run a workflow first, or pass "
                 "--store with the directory that holds one."
             )
         try:
             os.makedirs(path, exist_ok=True)
-            self._env, self._dbs = _open_env(path)
+            self._env, self._dbs = _open_env(path, readonly)
+        except StoreError:
+            raise
         except lmdb.Error as exc:
             raise StoreError(
                 f"Cannot open the store at {path} ({exc}); pass --store with a writable directory."
@@ -152,6 +195,7 @@ class LmdbKV:
                 "with a writable directory."
             ) from None
         self._path = path
+        self._readonly = readonly
         self._closed = False
 
     @property
@@ -167,6 +211,8 @@ class LmdbKV:
                 self._env.set_mapsize(0)
 
     def write(self, fn: Callable[[_LmdbTxn], T]) -> T:
+        if self._readonly:
+            raise StoreError(f"The store at {self._path} was opened read-only; nothing written.")
         while True:
             try:
                 with self._env.begin(write=True, buffers=False) as txn:
@@ -187,11 +233,11 @@ class LmdbKV:
             _release_env(self._path)
 
 
-def open_lmdb_store(path: str, *, create: bool = True) -> KVStore:
+def open_lmdb_store(path: str, *, create: bool = True, readonly: bool = False) -> KVStore:
     """Open (or, with ``create``, make) the LMDB store in directory ``path``.
 
     Raises:
         StoreError: When ``path`` is a file, holds no store (and ``create`` is False), or
             cannot be opened.
     """
-    return KVStore(LmdbKV(path, create=create))
+    return KVStore(LmdbKV(path, create=create, readonly=readonly))

@@ -221,7 +221,11 @@ class ApprovalRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
 
 
 class SignalRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """Data delivered to a `Signal` (held until the node is reached); one delivery only."""
+    """Data delivered to a `Signal` (held until the node is reached).
+
+    A signal takes one delivery; only a delivery the run rejected (its data did not match
+    the Signal's output type) may be replaced, and the rejected one is kept in ``previous``.
+    """
 
     node_id: str
     iteration: Iteration = ()
@@ -229,6 +233,8 @@ class SignalRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     received_at: str
     recorded_by: str | None = None
     recorded_on: str | None = None
+    rejected: str | None = None
+    previous: tuple[dict[str, Any], ...] = ()
 
 
 class NewEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
