@@ -115,6 +115,7 @@ class Engine:
         self._queue: asyncio.Queue[Any] | None = None
         self._watch_stop = threading.Event()
         self._watch_paused = False
+        self.released = False
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -151,6 +152,11 @@ class Engine:
         except _Stop:
             self._interrupt()
             raise KeyboardInterrupt from None
+        except BaseException:
+            # Anything unexpected (a failing on_event callback, a bug): leave the run
+            # resumable at once instead of locked until the heartbeat goes stale.
+            self._release(quietly=True)
+            raise
         finally:
             self._watch_stop.set()
             watcher.join()
@@ -222,6 +228,7 @@ class Engine:
             self.state.restage(batch)
             self._reload_inbox()
             return False
+        self.released = release
         self.state.adopt_run(result.run)
         if self.on_event is not None:
             for seq, event in zip(result.seqs, batch.events, strict=True):
@@ -357,10 +364,8 @@ class Engine:
         if mark is not None:
             self._skip(node, f"denied: {mark.gate}")
             return
-        for loop_id in node.loops:
-            loop = self.state.loop(loop_id, self.plan.loops[loop_id].iteration[:-1])
-            if loop is None or loop.loop_state != "running":
-                return
+        if not self._enclosing_loops_running(node.loops):
+            return
         if not all(self._is_terminal(src) for src in self.plan.after.get(unit, ())):
             return
         if not all(self._is_terminal(lp) for lp in self.plan.foreign.get(unit, ())):
@@ -851,6 +856,8 @@ class Engine:
         if phase == "done":
             return
         if phase == "pending":
+            if not self._enclosing_loops_running(group.loops[:-1]):
+                return  # a nested loop starts only inside a running iteration of its parent
             if not all(self._is_terminal(src) for src in self.plan.after.get(loop_id, ())):
                 return
             until = self._until(loop_id)
@@ -872,6 +879,11 @@ class Engine:
             self.dirty.update(self.plan.loop_entries.get(loop_id, ()))
             if group.exits:
                 return
+        if not group.exits:
+            # Nothing in the body can run (all skipped): record this iteration's nodes before
+            # the loop moves on, or the next render would drop them unrecorded.
+            for unit in self.plan.loop_entries.get(loop_id, ()):
+                self._examine(unit)
         if not all(self._is_terminal(unit) for unit in group.exits):
             return
         until = self._until(loop_id)
@@ -947,7 +959,27 @@ class Engine:
             for node in self.plan.graph.nodes:
                 if loop_id in node.loops and (node.id, node.iteration) not in self.state.nodes:
                     self._skip(node, "loop-ended")
+            for inner_id, inner in self.plan.loops.items():
+                if loop_id in inner.loops[:-1]:  # nested loops end with it, never started
+                    self.state.set_group(
+                        GroupRecord(
+                            kind="loop",
+                            key=inner_id,
+                            iteration=inner.iteration[:-1],
+                            loop_iteration=inner.iteration[-1],
+                            loop_state="done",
+                            loops=inner.loops[:-1],
+                        )
+                    )
         self._terminal(loop_id)
+
+    def _enclosing_loops_running(self, loops: tuple[str, ...]) -> bool:
+        assert self.plan is not None
+        for loop_id in loops:
+            record = self.state.loop(loop_id, self.plan.loops[loop_id].iteration[:-1])
+            if record is None or record.loop_state != "running":
+                return False
+        return True
 
     # -- resume checks ------------------------------------------------------------------------
 
@@ -1001,11 +1033,18 @@ class Engine:
             accepted=bool(changed) or None,
         )
 
-    def _release(self) -> None:
-        """Give the lease back without changing anything else."""
+    def _release(self, *, quietly: bool = False) -> None:
+        """Give the lease back without changing anything else (once)."""
+        if self.released:
+            return
         self.state.take_batch()
         self._stop_watch()
-        self.store.commit(self.run_id, Batch(release_lease=True), token=self.token)
+        try:
+            self.store.commit(self.run_id, Batch(release_lease=True), token=self.token)
+        except Exception:
+            if not quietly:
+                raise
+        self.released = True
 
     # -- crash recovery -----------------------------------------------------------------------
 
