@@ -54,6 +54,7 @@ class _Settings:
     def __init__(self) -> None:
         self.store: str | None = None
         self.as_json = False
+        self.executing: str | None = None  # the run this process is executing, if any
 
     def store_path(self) -> tuple[str, bool]:
         """The store directory and whether the default rule found it (commands we print for
@@ -129,19 +130,27 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 
 def _invoke(argv: list[str] | None) -> int:
+    settings = _Settings()
     try:
-        result = cli.main(args=argv, prog_name="smithers", standalone_mode=False, obj=_Settings())
+        result = cli.main(args=argv, prog_name="smithers", standalone_mode=False, obj=settings)
     except _Fail as exc:
         _error(str(exc))
         return exc.code
     except click.exceptions.Abort:
-        _error("interrupted; nothing more was done.")
+        # With standalone_mode=False click turns Ctrl-C (KeyboardInterrupt) into Abort.
+        if settings.executing:
+            _error(
+                f"interrupted; run {settings.executing} stays resumable with "
+                f"`smithers resume {settings.executing}`."
+            )
+        else:
+            _error("interrupted; nothing more was done.")
         return INTERRUPTED
     except click.ClickException as exc:
         _error(_click_message(exc))
         return USER_ERROR
-    except KeyboardInterrupt:
-        _error("interrupted; the run stays resumable with `smithers resume RUN_ID`.")
+    except KeyboardInterrupt:  # outside click's own handling (e.g. while shutting down)
+        _error("interrupted; nothing more was done.")
         return INTERRUPTED
     except RunLockedError as exc:
         _error(str(exc))
@@ -234,6 +243,8 @@ def _its(iteration: tuple[int, ...] | None) -> str:
 
 def _progress(event: Any) -> None:
     """One stderr line per event worth a person's attention while a run executes."""
+    if event.type in ("run.started", "run.resumed"):
+        _settings().executing = event.run_id
     data = event.data
     node = (event.node_id or "") + (f"@{_its(event.iteration)}" if event.iteration else "")
     line = None

@@ -467,20 +467,12 @@ async def _resume_loaded(
     handle_signals: bool,
 ) -> RunResult:
     run_id = run.run_id
-    lease = new_lease()
-    now = now_iso()
-    batch = Batch(
-        run={"status": "running", "updated_at": now},
-        events=[NewEvent(type="run.resumed", at=now, data={"pid": lease.pid, "host": lease.host})],
-    )
-    before = store.last_seq() if on_event is not None else 0
-    claimed = store.acquire(run_id, lease, is_dead=is_dead, batch=batch)
+    # Only the lease is taken here; the run turns `running` (with `run.resumed`) in the
+    # engine's first commit, after the resume checks, so a refused resume changes nothing.
+    claimed = store.acquire(run_id, new_lease(), is_dead=is_dead, batch=Batch())
     if claimed.status in TERMINAL_RUN_STATUSES:
         return result_of(store, run_id)
     assert claimed.lease is not None
-    if on_event is not None:
-        for event in store.events(after=before, run_id=run_id):
-            on_event(event)
     last_graph = None
     if claimed.frame:
         raw = store.frame(claimed.frame)

@@ -139,6 +139,8 @@ class Engine:
             self._render()
             if self.verify_resume:
                 self._verify(old_graph)
+                self.state.update_run(status="running", updated_at=now_iso())
+                self.state.event("run.resumed", pid=self.lease.pid, host=self.lease.host)
             self._recover()
             self._apply_arrivals()
             while True:

@@ -75,8 +75,8 @@ def test_duplicate_node_ids_name_both_paths() -> None:
         match=re.escape(
             "Duplicate node id `approve-publish` at "
             "`Workflow(publish)/Parallel[1]/Approval(approve-publish)`; "
-            "`Workflow(publish)/Sequence[0]/Task(approve-publish)` has it too; ids must be "
-            "unique within a workflow."
+            "an element at `Workflow(publish)/Sequence[0]/Task(approve-publish)` has it too; "
+            "ids must be unique within a workflow."
         ),
     ):
         compile_tree(tree)
@@ -87,13 +87,16 @@ def test_duplicate_between_a_node_and_a_loop() -> None:
     with pytest.raises(
         CompileError,
         match=re.escape(
-            "Duplicate node id `L` at `Workflow(w)/Loop(L)/Task(L)`; `Workflow(w)/Loop(L)` has it"
+            "Duplicate node id `L` at `Workflow(w)/Loop(L)/Task(L)`; an element at "
+            "`Workflow(w)/Loop(L)` has it"
         ),
     ):
         compile_tree(Workflow(Loop(task("L"), id="L", until=False), name="w"))
     with pytest.raises(
         CompileError,
-        match=re.escape("Duplicate node id `L` at `Workflow(w)/Loop(L)`; `Workflow(w)/Task(L)`"),
+        match=re.escape(
+            "Duplicate node id `L` at `Workflow(w)/Loop(L)`; an element at `Workflow(w)/Task(L)`"
+        ),
     ):
         compile_tree(Workflow(task("L"), Loop(task("b"), id="L", until=False), name="w"))
 
@@ -103,7 +106,8 @@ def test_duplicate_loop_ids() -> None:
     with pytest.raises(
         CompileError,
         match=re.escape(
-            "Duplicate node id `L` at `Workflow(w)/Loop(L)/Loop(L)`; `Workflow(w)/Loop(L)` has it"
+            "Duplicate node id `L` at `Workflow(w)/Loop(L)/Loop(L)`; an element at "
+            "`Workflow(w)/Loop(L)` has it"
         ),
     ):
         compile_tree(Workflow(Loop(Loop(id="L", until=False), id="L", until=False), name="w"))
@@ -120,7 +124,7 @@ def test_duplicate_ids_across_components() -> None:
         CompileError,
         match=re.escape(
             "Duplicate node id `gate` at `Workflow(w)/Gate[1]/Approval(gate)`; "
-            "`Workflow(w)/Gate[0]/Approval(gate)` has it too"
+            "an element at `Workflow(w)/Gate[0]/Approval(gate)` has it too"
         ),
     ):
         compile_tree(Workflow(Gate(), Gate(), name="w"))

@@ -153,9 +153,10 @@ def test_a_duplicate_id_is_reported_with_its_path(data: st.DataObject) -> None:
     head, _, _ = later.path.rpartition("/")
     kind = "Loop" if later.kind == "loop" else KIND_NAMES[later.kind]  # type: ignore[index]
     later_path = f"{head}/{kind}({earlier.id})"
+    where = "the same place" if earlier.path == later_path else f"`{earlier.path}`"
     message = (
-        f"Duplicate node id `{earlier.id}` at `{later_path}`; `{earlier.path}` has it too; ids "
-        "must be unique within a workflow."
+        f"Duplicate node id `{earlier.id}` at `{later_path}`; an element at {where} has it too; "
+        "ids must be unique within a workflow."
     )
     with pytest.raises(CompileError, match=f"^{re.escape(message)}$"):
         compile_tree(renamed.element())
