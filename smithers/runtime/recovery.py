@@ -1,0 +1,146 @@
+"""Recovery steps of the engine: checks before a resume, attempts cut off by a crash or a
+signal, and giving the lease back."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import msgspec
+
+from smithers.compiler.codec import decode_value
+from smithers.compiler.graph import Graph
+from smithers.errors import OutputTypeChangedError, WorkflowChangedError
+from smithers.runtime.lease import now_iso
+from smithers.runtime.loader import source_hash
+from smithers.runtime.scheduler import Scheduler
+from smithers.store.base import Batch
+from smithers.store.records import AttemptRecord, ErrorInfo
+
+__all__ = ["RecoverySteps"]
+
+
+class RecoverySteps(Scheduler):
+    """Resume checks, interruptions and the lease."""
+
+    def _verify(self, old: Graph | None) -> None:
+        """On resume: refuse outputs that no longer decode and incompatible source changes."""
+        graph = self.graph
+        if graph is None or self.failure is not None:
+            return
+        for node in graph.nodes:
+            raw = self.state.outputs.get((node.id, node.iteration))
+            if raw is None:
+                continue
+            try:
+                decode_value(raw, self.view.types.get(node.id))
+            except msgspec.ValidationError as exc:
+                self._release()
+                raise OutputTypeChangedError(
+                    f"The committed output of `{node.id}` no longer decodes into "
+                    f"`{node.output_type}` ({exc}); restore the old type or start a new run."
+                ) from None
+        ref = self.state.run.definition
+        current = source_hash(ref.path) if ref is not None else None
+        if ref is None or old is None or current is None or current == ref.source_hash:
+            return
+        changed = []
+        for node in old.nodes:
+            record = self.state.nodes.get((node.id, node.iteration))
+            if record is None or record.state != "finished":
+                continue
+            new = graph.by_id.get(node.id)
+            if new is None:
+                changed.append(f"`{node.id}` is no longer mounted")
+            elif (new.kind, new.output_type) != (node.kind, node.output_type):
+                changed.append(
+                    f"`{node.id}` was {node.kind} -> {node.output_type}, now "
+                    f"{new.kind} -> {new.output_type}"
+                )
+        if changed and not self.accept_change:
+            self._release()
+            raise WorkflowChangedError(
+                f"The workflow source of run `{self.run_id}` changed and finished nodes no "
+                f"longer match: {'; '.join(changed)}; restore the source, or pass "
+                "--accept-workflow-change."
+            )
+        self.state.update_run(definition=msgspec.structs.replace(ref, source_hash=current))
+        self.state.event(
+            "workflow.changed",
+            old_hash=ref.source_hash,
+            new_hash=current,
+            changed=changed or None,
+            accepted=bool(changed) or None,
+        )
+
+    def _release(self, *, quietly: bool = False) -> None:
+        """Give the lease back without changing anything else (once)."""
+        if self.released:
+            return
+        self.state.take_batch()
+        self._stop_watch()
+        try:
+            self.store.commit(self.run_id, Batch(release_lease=True), token=self.token)
+        except Exception:
+            if not quietly:
+                raise
+        self.released = True
+
+    def _recover(self) -> None:
+        """Attempts cut off by a dead owner: recorded `interrupted`; the node runs again."""
+        ended = {(a.node_id, a.iteration, a.number) for a in self._recover_attempts}
+        for key, record in list(self.state.nodes.items()):
+            if record.state != "in-progress":
+                continue
+            if record.attempts and (*key, record.attempts) not in ended:
+                # Its attempt never got an end record: the owner died while it ran.
+                self.state.set_attempt(
+                    key,
+                    AttemptRecord(
+                        node_id=key[0],
+                        iteration=key[1],
+                        number=record.attempts,
+                        started_at=record.attempt_started_at or record.started_at or now_iso(),
+                        ended_at=now_iso(),
+                        outcome="interrupted",
+                        error="the process running it died",
+                    ),
+                )
+                self.state.event("node.interrupted", key[0], key[1], attempt=record.attempts)
+                record = self.state.update_node(key, interrupted=record.interrupted + 1)
+            if record.interrupted >= 3:
+                message = f"the process died {record.interrupted} times running `{key[0]}`"
+                self._set(key, "failed", error=message)
+                self.state.event("node.failed", key[0], key[1], error=message)
+                node = self.graph.by_id.get(key[0]) if self.graph else None
+                if node is not None and node.props.get("continue_on_fail"):
+                    self._terminal(key[0])
+                else:
+                    self._fail(ErrorInfo(type="ProcessDied", message=message, node_id=key[0]))
+            else:
+                self._set(key, "pending")
+                self.dirty.add(key[0])
+
+    def _interrupt(self) -> None:
+        """SIGINT/SIGTERM: in-flight attempts become `interrupted`, the lease is released."""
+        self._abandon("interrupted", "interrupted by a signal", state="pending")
+        for key in list(self.timers) + list(self.retry_ready):
+            self._set(key, "pending")
+        self.state.event("run.interrupted", pid=os.getpid())
+        self._stop_watch()
+        self._commit(release=True)
+
+    def _abandon(self, outcome: Any, error: str, *, state: Any) -> None:
+        """Give up on in-flight attempts: recorded with ``outcome``; late results dropped."""
+        for key, attempt in list(self.inflight.items()):
+            attempt.settled = True
+            if attempt.timer is not None:
+                attempt.timer.cancel()
+            ms = round((time.perf_counter() - attempt.started) * 1000, 3)
+            self._end_attempt(attempt, outcome, ms, error)
+            self._set(key, state, reason=None if state == "pending" else outcome)
+            self.state.event(f"node.{outcome}", key[0], key[1], attempt=attempt.number)
+        self.inflight.clear()
+        self.running_total = 0
+        self.running_in = {}
