@@ -25,6 +25,7 @@ from smithers.errors import (
     RunNotFoundError,
     SmithersError,
 )
+from smithers.runtime.report import iteration_text, plain
 
 EXIT = {
     "finished": 0,
@@ -179,17 +180,6 @@ def _out(text: str = "") -> None:
     click.echo(text)
 
 
-def _plain(value: Any) -> Any:
-    """A record as JSON-able builtins under its Python field names (not its wire names)."""
-    if isinstance(value, msgspec.Struct):
-        return {name: _plain(getattr(value, name)) for name in value.__struct_fields__}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
 def _emit_json(document: Any) -> None:
     click.echo(_JSON.encode(document).decode())
 
@@ -234,52 +224,16 @@ def _parse_iteration(value: str | None) -> tuple[int, ...] | None:
     return parts
 
 
-def _its(iteration: tuple[int, ...] | None) -> str:
-    return ".".join(map(str, iteration)) if iteration else ""
-
-
 # -- progress ----------------------------------------------------------------------------------
 
 
 def _progress(event: Any) -> None:
     """One stderr line per event worth a person's attention while a run executes."""
+    from smithers.runtime.report import progress_line
+
     if event.type in ("run.started", "run.resumed"):
         _settings().executing = event.run_id
-    data = event.data
-    node = (event.node_id or "") + (f"@{_its(event.iteration)}" if event.iteration else "")
-    line = None
-    if event.type == "node.started":
-        line = f"  started   {node} (attempt {data.get('attempt', 1)})"
-    elif event.type == "node.finished":
-        ms = data.get("duration_ms")
-        took = f" in {ms:.0f} ms" if isinstance(ms, int | float) else ""
-        line = f"  finished  {node}{took}"
-    elif event.type == "node.failed":
-        line = f"  failed    {node}: {data.get('error', '')}"
-    elif event.type == "node.retrying":
-        line = (
-            f"  retrying  {node} in {data.get('delay', 0):g} s (attempt "
-            f"{data.get('attempt')} failed: {data.get('error', '')})"
-        )
-    elif event.type == "node.skipped":
-        line = f"  skipped   {node} ({data.get('reason', '')})"
-    elif event.type == "node.cancelled":
-        line = f"  cancelled {node} ({data.get('reason', '')})"
-    elif event.type == "node.interrupted":
-        line = f"  interrupted {node} (attempt {data.get('attempt')}); it will run again"
-    elif event.type == "approval.requested":
-        title = (data.get("request") or {}).get("title", "")
-        line = f"  waiting   {node} for approval: {title}"
-    elif event.type == "signal.waiting":
-        line = f"  waiting   {node} for a signal"
-    elif event.type == "workflow.changed":
-        line = (
-            "Warning: the workflow's source changed since this run started; finished "
-            "nodes still mount the same way, so it goes on."
-        )
-    elif event.type in ("run.started", "run.resumed"):
-        verb = "started" if event.type == "run.started" else "resumed"
-        line = f"Run {event.run_id} {verb} (pid {data.get('pid')})"
+    line = progress_line(event)
     if line is not None:
         click.echo(line, err=True)
 
@@ -287,102 +241,18 @@ def _progress(event: Any) -> None:
 # -- results -----------------------------------------------------------------------------------
 
 
-def _commands(
-    run_id: str, node_id: str, iteration: tuple[int, ...], kind: str, flag: str
-) -> dict[str, str | None]:
-    """The exact commands that decide a gate or feed a signal."""
-    its = f" --iteration {_its(iteration)}" if iteration else ""
-    base = f"{shlex.quote(run_id)} --node {shlex.quote(node_id)}{its}{flag}"
-    if kind == "approval":
-        return {
-            "approve_command": f"smithers approve {base}",
-            "deny_command": f"smithers deny {base}",
-            "signal_command": None,
-        }
-    return {
-        "approve_command": None,
-        "deny_command": None,
-        "signal_command": f"smithers signal {base} --data '<json>'",
-    }
-
-
 def _report(result: Any, *, note: str | None = None) -> int:
     """Print a run result (human or JSON) and return its exit code."""
+    from smithers.runtime.report import result_document, result_lines
+
     settings = _settings()
-    flag = settings.store_flag()
-    pending = [
-        {
-            "node_id": p.node_id,
-            "iteration": list(p.iteration),
-            "kind": p.kind,
-            "request": msgspec.to_builtins(p.request) if p.request is not None else None,
-            "waiting_since": p.waiting_since,
-            "decision": msgspec.to_builtins(p.decision) if p.decision is not None else None,
-            **(
-                _commands(result.run_id, p.node_id, p.iteration, p.kind, flag)
-                if p.decision is None  # a decided gate takes no second decision
-                else {"approve_command": None, "deny_command": None, "signal_command": None}
-            ),
-        }
-        for p in result.pending
-    ]
+    document = result_document(result, settings.store_flag(), note)
     if settings.as_json:
-        error = None
-        if result.error is not None:
-            error = {
-                "type": result.error.type,
-                "message": result.error.message,
-                "node_id": result.error.node_id,
-            }
-        document = {
-            "run_id": result.run_id,
-            "status": result.status,
-            "error": error,
-            "pending": pending,
-        }
-        if note:
-            document["note"] = note
         _emit_json(document)
     else:
-        if note:
-            _out(note)
-        _out(f"Run {result.run_id} {_status_words(result.status)}.")
-        if result.error is not None:
-            where = f" at `{result.error.node_id}`" if result.error.node_id else ""
-            _out(f"  {result.error.type}{where}: {result.error.message}")
-        for item in pending:
-            node = item["node_id"] + (
-                f" (iteration {_its(tuple(item['iteration']))})" if item["iteration"] else ""
-            )
-            if item["kind"] == "approval":
-                request = item["request"] or {}
-                _out(f"  {node}: {request.get('title', '')}")
-                if request.get("summary"):
-                    _out(f"    {request['summary']}")
-                decision = item["decision"]
-                if decision is not None:
-                    verb = "approved" if decision["approved"] else "denied"
-                    _out(
-                        f"  {verb} by {decision['decided_by']}; the run applies it when it goes on"
-                    )
-                    continue
-                _out(f'  approve: {item["approve_command"]} --note "..."')
-                _out(f'  deny:    {item["deny_command"]} --note "..."')
-            else:
-                _out(f"  {node}: waiting for a signal")
-                _out(f"  deliver: {item['signal_command']}")
+        for line in result_lines(document):
+            _out(line)
     return EXIT.get(result.status, 0)
-
-
-def _status_words(status: str) -> str:
-    return {
-        "finished": "finished",
-        "failed": "failed",
-        "cancelled": "was cancelled",
-        "waiting-approval": "is waiting for approval",
-        "waiting-signal": "is waiting for a signal",
-        "running": "is running",
-    }.get(status, status)
 
 
 def _execute(coro: Any) -> Any:
@@ -523,7 +393,6 @@ def _decide_cmd(
 ) -> int:
     from smithers.errors import UnknownRunError
     from smithers.runtime.decisions import approve, deny, find_gate
-    from smithers.runtime.lease import is_dead
 
     store = _settings().open()
     try:
@@ -546,26 +415,29 @@ def _decide_cmd(
         record = decide(run_id, gate, note=note, by=by, iteration=its, store=store)
         verb = "Approved" if approved else "Denied"
         told = (
-            f"{verb} `{gate}`{' iteration ' + _its(its) if its else ''} of run {run_id} "
+            f"{verb} `{gate}`{' iteration ' + iteration_text(its) if its else ''} of run {run_id} "
             f"as {record.decided_by}."
         )
-        if no_resume:
-            return _report_recorded(store, run_id, told)
-        fresh = store.get_run(run_id)
-        if fresh.lease is not None and not is_dead(fresh.lease):
-            owner = f"pid {fresh.lease.pid} on {fresh.lease.host}"
-            return _report_recorded(store, run_id, f"{told} Its owner ({owner}) will apply it.")
-        click.echo(told, err=True)
         _enter(run)
-        try:
-            return _report(_resume(store, fresh, definition))
-        except RunLockedError as exc:
-            return _report_recorded(store, run_id, f"{told} {exc}")
+        return _go_on(store, run_id, told, definition, no_resume=no_resume)
     finally:
         store.close()
 
 
-def _report_recorded(store: Any, run_id: str, told: str) -> int:
+def _go_on(store: Any, run_id: str, told: str, definition: Any, *, no_resume: bool) -> int:
+    """After recording a decision or signal: stop (--no-resume), leave it to the live owner,
+    or resume the run here and exit with its code."""
+    from smithers.runtime.lease import is_dead
+
+    fresh = store.get_run(run_id)
+    if not no_resume and fresh.lease is not None and not is_dead(fresh.lease):
+        told = f"{told} Its owner (pid {fresh.lease.pid} on {fresh.lease.host}) will apply it."
+    elif not no_resume:
+        click.echo(told, err=True)
+        try:
+            return _report(_resume(store, fresh, definition))
+        except RunLockedError as exc:  # another process started it a moment ago
+            told = f"{told} {exc}"
     from smithers.runtime.api import result_of
 
     _report(result_of(store, run_id), note=told)
@@ -579,7 +451,8 @@ def _confirm(store: Any, run_id: str, gate: str, its: tuple[int, ...], approved:
     if record is not None:
         request = record.request
         click.echo(
-            f"Gate {gate}{' iteration ' + _its(its) if its else ''} of run {run_id}", err=True
+            f"Gate {gate}{' iteration ' + iteration_text(its) if its else ''} of run {run_id}",
+            err=True,
         )
         click.echo(f"  {request.get('title', '')}", err=True)
         if request.get("summary"):
@@ -658,7 +531,6 @@ def signal_cmd(
     """Deliver data to a Signal (even before the run reaches it), then resume the run."""
     from smithers.runtime.api import current_graph
     from smithers.runtime.decisions import signal
-    from smithers.runtime.lease import is_dead
 
     value = _parse_json(data, "--data")
     store = _settings().open()
@@ -685,17 +557,7 @@ def signal_cmd(
                 "run checks it when it reaches the signal and refuses it if it does not match.",
                 err=True,
             )
-        fresh = store.get_run(run_id)
-        if no_resume:
-            return _report_recorded(store, run_id, told)
-        if fresh.lease is not None and not is_dead(fresh.lease):
-            owner = f"pid {fresh.lease.pid} on {fresh.lease.host}"
-            return _report_recorded(store, run_id, f"{told} Its owner ({owner}) will apply it.")
-        click.echo(told, err=True)
-        try:
-            return _report(_resume(store, fresh, definition))
-        except RunLockedError as exc:
-            return _report_recorded(store, run_id, f"{told} {exc}")
+        return _go_on(store, run_id, told, definition, no_resume=no_resume)
     finally:
         store.close()
 
@@ -735,6 +597,8 @@ def _frame(store: Any, run: Any) -> Any:
 @_global_options
 def status_cmd(run_id: str) -> int:
     """Show a run: graph with node states, attempts, pending gates and past decisions."""
+    from smithers.runtime.report import status_document, status_lines
+
     store = _settings().open(readonly=True)
     try:
         run = _need_run(store, run_id)
@@ -742,115 +606,15 @@ def status_cmd(run_id: str) -> int:
         graph = _frame(store, run)
         attempts = store.attempts(run_id)
         approvals = store.approvals(run_id)
+        flag = _settings().store_flag()
         if _settings().as_json:
-            _emit_json(_status_document(run, snapshot, graph, attempts, approvals))
-            return 0
-        _print_status(run, snapshot, graph, attempts, approvals)
+            _emit_json(status_document(run, snapshot, graph, attempts, approvals, flag))
+        else:
+            for line in status_lines(run, snapshot, graph, attempts, approvals, flag):
+                _out(line)
         return 0
     finally:
         store.close()
-
-
-def _states(snapshot: Any, graph: Any) -> dict[str, str]:
-    states = {}
-    if graph is not None:
-        for node in graph.nodes:
-            record = snapshot.nodes.get((node.id, node.iteration))
-            states[node.id] = (
-                record.state if record is not None else ("skipped" if node.skipped else "pending")
-            )
-    return states
-
-
-def _status_document(
-    run: Any, snapshot: Any, graph: Any, attempts: list[Any], approvals: list[Any]
-) -> dict[str, Any]:
-    flag = _settings().store_flag()
-    pending = []
-    for a in approvals:
-        if a.status == "requested":
-            pending.append(
-                {
-                    "node_id": a.node_id,
-                    "iteration": list(a.iteration),
-                    "request": a.request,
-                    "requested_at": a.requested_at,
-                    **_commands(run.run_id, a.node_id, a.iteration, "approval", flag),
-                }
-            )
-    run_doc = _plain(run)
-    run_doc.pop("input", None)
-    return {
-        "run": run_doc,
-        "nodes": [_plain(r) for _, r in sorted(snapshot.nodes.items())],
-        "attempts": [_plain(a) for a in attempts],
-        "pending": pending,
-        "decisions": [_plain(a) for a in approvals if a.decision is not None],
-        "approvals": [_plain(a) for a in approvals],
-        "graph": graph.to_dict() if graph is not None else None,
-    }
-
-
-def _print_status(
-    run: Any, snapshot: Any, graph: Any, attempts: list[Any], approvals: list[Any]
-) -> None:
-    ref = run.definition
-    where = ""
-    if ref is not None:
-        where = f" ({ref.module or os.path.relpath(ref.path or '?', ref.cwd)}:{ref.attr})"
-    _out(f"Run {run.run_id}  {run.status}")
-    _out(f"  workflow: {run.workflow}{where}")
-    _out(f"  created:  {run.created_at}   updated: {run.updated_at}")
-    if run.lease is not None:
-        _out(f"  owner:    pid {run.lease.pid} on {run.lease.host} since {run.lease.acquired_at}")
-    if run.error is not None:
-        at = f" at `{run.error.node_id}`" if run.error.node_id else ""
-        _out(f"  error:    {run.error.type}{at}: {run.error.message}")
-    if graph is not None:
-        _out("")
-        _out(graph.to_text(states=_states(snapshot, graph)))
-    failed = [a for a in attempts if a.outcome != "ok"]
-    counts: dict[str, int] = {}
-    for a in attempts:
-        counts[a.node_id] = counts.get(a.node_id, 0) + 1
-    if attempts:
-        _out("")
-        _out(
-            f"Attempts: {len(attempts)} recorded" + (f", {len(failed)} not ok:" if failed else ".")
-        )
-        for a in failed:
-            its = f"@{_its(a.iteration)}" if a.iteration else ""
-            first = (a.error or "").strip().splitlines()
-            _out(f"  {a.node_id}{its} attempt {a.number} {a.outcome}: {first[-1] if first else ''}")
-    pending = [a for a in approvals if a.status == "requested"]
-    flag = _settings().store_flag()
-    if pending:
-        _out("")
-        _out("Pending gates:")
-        for a in pending:
-            its = f" --iteration {_its(a.iteration)}" if a.iteration else ""
-            _out(
-                f"  {a.node_id}{' iteration ' + _its(a.iteration) if a.iteration else ''}: "
-                f"{a.request.get('title', '')} (requested {a.requested_at})"
-            )
-            if a.request.get("summary"):
-                _out(f"    {a.request['summary']}")
-            for key, value in (a.request.get("metadata") or {}).items():
-                _out(f"    {key}: {value}")
-            _out(f"    approve: smithers approve {run.run_id} --node {a.node_id}{its}{flag}")
-            _out(f"    deny:    smithers deny {run.run_id} --node {a.node_id}{its}{flag}")
-    decided = [a for a in approvals if a.decision is not None]
-    if decided:
-        _out("")
-        _out("Decisions:")
-        for a in decided:
-            note = a.decision.get("note")
-            _out(
-                f"  {a.node_id}{' iteration ' + _its(a.iteration) if a.iteration else ''}: "
-                f"{a.status} by {a.decided_by} at {a.decided_at}"
-                + (f" - {note!r}" if note else "")
-                + f" (recorded by {a.recorded_by} on {a.recorded_on})"
-            )
 
 
 @cli.command("output")
@@ -882,8 +646,8 @@ def output_cmd(run_id: str, node: str, iteration: str | None) -> int:
             elif found:
                 its = found[-1][1]
         if its is None or (node, its) not in snapshot.outputs:
-            where = f" at iteration {_its(its)}" if its else ""
-            have = ", ".join(_its(k[1]) or "()" for k in found)
+            where = f" at iteration {iteration_text(its)}" if its else ""
+            have = ", ".join(iteration_text(k[1]) or "()" for k in found)
             hint = (
                 f"; it has outputs at iterations {have}"
                 if found
@@ -919,7 +683,7 @@ def runs_cmd(status: str | None) -> int:
                         "workflow": r.workflow,
                         "created_at": r.created_at,
                         "updated_at": r.updated_at,
-                        "error": _plain(r.error) if r.error else None,
+                        "error": plain(r.error) if r.error else None,
                     }
                     for r in runs
                 ]
@@ -940,70 +704,19 @@ def runs_cmd(status: str | None) -> int:
 @_global_options
 def approvals_cmd() -> int:
     """List every requested gate across runs, with its request and the commands to decide."""
+    from smithers.runtime.report import gate_lines, gate_rows
+
     store = _settings().open(readonly=True)
     try:
-        gates = store.requested_gates()
-        flag = _settings().store_flag()
-        rows = []
-        for run, a in gates:
-            its = f" --iteration {_its(a.iteration)}" if a.iteration else ""
-            base = f"{shlex.quote(run.run_id)} --node {shlex.quote(a.node_id)}{its}{flag}"
-            rows.append(
-                {
-                    "run_id": run.run_id,
-                    "node_id": a.node_id,
-                    "iteration": list(a.iteration),
-                    "workflow": run.workflow,
-                    "title": a.request.get("title"),
-                    "summary": a.request.get("summary"),
-                    "metadata": a.request.get("metadata", {}),
-                    "waiting_since": a.requested_at,
-                    "on_deny": a.on_deny,
-                    "approve_command": f"smithers approve {base}",
-                    "deny_command": f"smithers deny {base}",
-                }
-            )
+        rows = gate_rows(store.requested_gates(), _settings().store_flag())
         if _settings().as_json:
             _emit_json(rows)
-            return 0
-        if not rows:
-            _out("No gates are waiting for a decision.")
-            return 0
-        for row in rows:
-            its = f" iteration {_its(tuple(row['iteration']))}" if row["iteration"] else ""
-            _out(
-                f"{row['run_id']}  {row['node_id']}{its}  ({row['workflow']}, waiting since "
-                f"{row['waiting_since']})"
-            )
-            _out(f"  {row['title']}")
-            if row["summary"]:
-                _out(f"  {row['summary']}")
-            for key, value in row["metadata"].items():
-                _out(f"  {key}: {value}")
-            _out(f"  approve: {row['approve_command']}")
-            _out(f"  deny:    {row['deny_command']}")
+        else:
+            for line in gate_lines(rows):
+                _out(line)
         return 0
     finally:
         store.close()
-
-
-def _event_doc(event: Any) -> dict[str, Any]:
-    return {
-        "seq": event.seq,
-        "type": event.type,
-        "run_id": event.run_id,
-        "node_id": event.node_id,
-        "iteration": list(event.iteration) if event.iteration is not None else None,
-        "at": event.at,
-        "data": event.data,
-    }
-
-
-def _event_line(event: Any) -> str:
-    node = f" {event.node_id}" if event.node_id else ""
-    its = f"@{_its(event.iteration)}" if event.iteration else ""
-    data = f" {_JSON.encode(event.data).decode()}" if event.data else ""
-    return f"{event.seq:>6}  {event.at}  {event.type:<20} {event.run_id}{node}{its}{data}"
 
 
 def _follow(store: Any, run_id: str | None, after: int) -> Iterator[Any]:
@@ -1030,6 +743,8 @@ def _follow(store: Any, run_id: str | None, after: int) -> Iterator[Any]:
 @_global_options
 def events_cmd(run_id: str | None, after: int, follow: bool) -> int:
     """Print the durable event log (of one run, or all)."""
+    from smithers.runtime.report import event_document, event_line
+
     store = _settings().open(readonly=True)
     try:
         if run_id is not None:
@@ -1038,15 +753,15 @@ def events_cmd(run_id: str | None, after: int, follow: bool) -> int:
         if follow:
             for event in _follow(store, run_id, after):
                 click.echo(
-                    _JSON.encode(_event_doc(event)).decode() if as_json else _event_line(event)
+                    _JSON.encode(event_document(event)).decode() if as_json else event_line(event)
                 )
             return 0
         events = store.events(after=after, run_id=run_id)
         if as_json:
-            _emit_json([_event_doc(e) for e in events])
+            _emit_json([event_document(e) for e in events])
         else:
             for event in events:
-                _out(_event_line(event))
+                _out(event_line(event))
         return 0
     finally:
         store.close()
@@ -1072,6 +787,8 @@ def events_cmd(run_id: str | None, after: int, follow: bool) -> int:
 @_global_options
 def graph_cmd(target: str | None, input_: str | None, run_id: str | None, fmt: str) -> int:
     """Render a workflow's graph without running anything."""
+    from smithers.runtime.report import node_states
+
     states = None
     if run_id is not None:
         store = _settings().open(readonly=True)
@@ -1087,7 +804,7 @@ def graph_cmd(target: str | None, input_: str | None, run_id: str | None, fmt: s
                 graph = _frame(store, run)
                 if graph is None:
                     raise _Fail(f"Run {run_id} has no graph yet.")
-            states = _states(snapshot, graph)
+            states = node_states(snapshot, graph)
         finally:
             store.close()
     else:
