@@ -3,7 +3,10 @@ move to the next iteration or finish."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from smithers.compiler.context import Context
+from smithers.compiler.graph import Group
 from smithers.compiler.render import input_decoder
 from smithers.runtime.executor import error_text
 from smithers.runtime.scheduler import Scheduler
@@ -34,18 +37,9 @@ class LoopSteps(Scheduler):
             if until is None:
                 return
             if until:
-                self._loop_done(loop_id, outer, at, ended_early=True)
+                self._loop_done(loop_id, ended_early=True)
                 return
-            self.state.set_group(
-                GroupRecord(
-                    kind="loop",
-                    key=loop_id,
-                    iteration=outer,
-                    loop_iteration=at,
-                    loop_state="running",
-                    loops=group.loops[:-1],
-                )
-            )
+            self._mark_loop(group, "running")
             self.dirty.update(self.plan.loop_entries.get(loop_id, ()))
             if group.exits:
                 return
@@ -60,7 +54,7 @@ class LoopSteps(Scheduler):
         if until is None:
             return
         if until:
-            self._loop_done(loop_id, outer, at)
+            self._loop_done(loop_id)
         elif at + 1 >= (group.max_iterations or 1):
             if group.on_max_reached == "fail":
                 self._fail(
@@ -72,18 +66,9 @@ class LoopSteps(Scheduler):
                     )
                 )
             else:
-                self._loop_done(loop_id, outer, at)
+                self._loop_done(loop_id)
         else:
-            self.state.set_group(
-                GroupRecord(
-                    kind="loop",
-                    key=loop_id,
-                    iteration=outer,
-                    loop_iteration=at + 1,
-                    loop_state="running",
-                    loops=group.loops[:-1],
-                )
-            )
+            self._mark_loop(group, "running", at=at + 1)
             self.need_render = True
 
     def _until(self, loop_id: str) -> bool | None:
@@ -110,35 +95,29 @@ class LoopSteps(Scheduler):
             )
             return None
 
-    def _loop_done(
-        self, loop_id: str, outer: tuple[int, ...], at: int, *, ended_early: bool = False
-    ) -> None:
+    def _loop_done(self, loop_id: str, *, ended_early: bool = False) -> None:
         assert self.plan is not None
         group = self.plan.loops[loop_id]
-        self.state.set_group(
-            GroupRecord(
-                kind="loop",
-                key=loop_id,
-                iteration=outer,
-                loop_iteration=at,
-                loop_state="done",
-                loops=group.loops[:-1],
-            )
-        )
+        self._mark_loop(group, "done")
         if ended_early:  # `until` held before the first iteration: the body never runs
             for node in self.plan.graph.nodes:
                 if loop_id in node.loops and (node.id, node.iteration) not in self.state.nodes:
                     self._skip(node, "loop-ended")
-            for inner_id, inner in self.plan.loops.items():
+            for inner in self.plan.loops.values():
                 if loop_id in inner.loops[:-1]:  # nested loops end with it, never started
-                    self.state.set_group(
-                        GroupRecord(
-                            kind="loop",
-                            key=inner_id,
-                            iteration=inner.iteration[:-1],
-                            loop_iteration=inner.iteration[-1],
-                            loop_state="done",
-                            loops=inner.loops[:-1],
-                        )
-                    )
+                    self._mark_loop(inner, "done")
         self._terminal(loop_id)
+
+    def _mark_loop(self, group: Group, state: Any, *, at: int | None = None) -> None:
+        """Record a loop instance's state (at its current iteration unless ``at`` is given)."""
+        assert group.name is not None
+        self.state.set_group(
+            GroupRecord(
+                kind="loop",
+                key=group.name,
+                iteration=group.iteration[:-1],
+                loop_iteration=group.iteration[-1] if at is None else at,
+                loop_state=state,
+                loops=group.loops[:-1],
+            )
+        )
