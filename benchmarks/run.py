@@ -124,6 +124,16 @@ def whole_process(argv: list[str], *, cwd: str, env: dict[str, str]) -> float:
     return elapsed
 
 
+def dependency_floor(n: int, env: dict[str, str]) -> list[float]:
+    """A whole interpreter that only imports smithers' dependencies: the floor under every
+    whole-process figure on this machine."""
+    code = "import asyncio, attrs, cattrs, click, lmdb, msgspec"
+    return [
+        whole_process([sys.executable, "-c", code], cwd=ROOT.as_posix(), env=env)
+        for _ in range(n + 1)
+    ][1:]
+
+
 def import_time(n: int, env: dict[str, str]) -> list[float]:
     code = "import time; t = time.perf_counter(); import smithers; print(time.perf_counter() - t)"
     samples = []
@@ -304,6 +314,11 @@ def main() -> None:
 
         imports = import_time(5 if quick else 11, env)
         rows.append(("import smithers (in-process)", _ms(imports), "< 100 ms", "-"))
+
+        deps = dependency_floor(5 if quick else 11, env)
+        rows.append(
+            ("floor: python importing asyncio/attrs/cattrs/click/lmdb/msgspec", _ms(deps), "-", "-")
+        )
 
         approves = approve_whole_process(folder, 3 if quick else 7, env)
         rows.append(

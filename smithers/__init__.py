@@ -2,71 +2,77 @@
 
 Write a build function ``ctx -> Workflow(...)``, render its graph without running anything,
 run it durably in LMDB, and approve or deny its gates from the CLI by run id and node id.
+
+Every name below is imported on first use, so ``smithers.cli`` (and any single module)
+loads only what it needs: listing the approvals inbox never imports the compiler or asyncio.
 """
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from smithers.compiler.context import Context
-from smithers.compiler.graph import Graph
-from smithers.compiler.render import render
-from smithers.components import (
-    Approval,
-    ApprovalDecision,
-    ApprovalRequest,
-    Branch,
-    Element,
-    Loop,
-    Parallel,
-    Sequence,
-    Signal,
-    Task,
-    TaskInfo,
-    Workflow,
-    WorkflowDefinition,
-    component,
-    smithers,
-)
-from smithers.errors import SmithersError
-
 if TYPE_CHECKING:
+    from smithers.compiler.context import Context
+    from smithers.compiler.graph import Graph
+    from smithers.compiler.render import render
+    from smithers.components import (
+        Approval,
+        ApprovalDecision,
+        ApprovalRequest,
+        Branch,
+        Element,
+        Loop,
+        Parallel,
+        Sequence,
+        Signal,
+        Task,
+        TaskInfo,
+        Workflow,
+        WorkflowDefinition,
+        component,
+        smithers,
+    )
+    from smithers.errors import SmithersError
     from smithers.runtime.api import PendingNode, RunResult, aresume, arun, resume, run
     from smithers.runtime.decisions import approve, cancel, deny, signal
     from smithers.store import open_store
     from smithers.store.records import ApprovalRecord
 
-# Running needs asyncio, LMDB and cattrs; writing and rendering a workflow needs none of
-# them, so the runtime half of the API is imported on first use.
-_LAZY = {
+__version__ = "0.1.0.dev0"
+
+_COMPONENTS = "smithers.components"
+_WHERE = {
+    "Approval": _COMPONENTS,
+    "ApprovalDecision": _COMPONENTS,
+    "ApprovalRecord": "smithers.store.records",
+    "ApprovalRequest": _COMPONENTS,
+    "Branch": _COMPONENTS,
+    "Context": "smithers.compiler.context",
+    "Element": _COMPONENTS,
+    "Graph": "smithers.compiler.graph",
+    "Loop": _COMPONENTS,
+    "Parallel": _COMPONENTS,
     "PendingNode": "smithers.runtime.api",
     "RunResult": "smithers.runtime.api",
-    "arun": "smithers.runtime.api",
+    "Sequence": _COMPONENTS,
+    "Signal": _COMPONENTS,
+    "SmithersError": "smithers.errors",
+    "Task": _COMPONENTS,
+    "TaskInfo": _COMPONENTS,
+    "Workflow": _COMPONENTS,
+    "WorkflowDefinition": _COMPONENTS,
+    "approve": "smithers.runtime.decisions",
     "aresume": "smithers.runtime.api",
+    "arun": "smithers.runtime.api",
+    "cancel": "smithers.runtime.decisions",
+    "component": _COMPONENTS,
+    "deny": "smithers.runtime.decisions",
+    "open_store": "smithers.store",
+    "render": "smithers.compiler.render",
     "resume": "smithers.runtime.api",
     "run": "smithers.runtime.api",
-    "approve": "smithers.runtime.decisions",
-    "cancel": "smithers.runtime.decisions",
-    "deny": "smithers.runtime.decisions",
     "signal": "smithers.runtime.decisions",
-    "open_store": "smithers.store",
-    "ApprovalRecord": "smithers.store.records",
+    "smithers": _COMPONENTS,
 }
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'smithers' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
-
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "Approval",
@@ -101,3 +107,16 @@ __all__ = [
     "signal",
     "smithers",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'smithers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*__all__, "__version__"])

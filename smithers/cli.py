@@ -6,7 +6,6 @@ Exit codes: 0 done, 1 run failed, 2 cancelled, 3 waiting (approval or signal), 4
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shlex
 import sys
@@ -180,6 +179,11 @@ def _out(text: str = "") -> None:
     click.echo(text)
 
 
+def _out_lines(lines: list[str]) -> None:
+    """Print many lines with one write (one echo per line is slow for a long inbox)."""
+    click.echo("\n".join(lines))
+
+
 def _emit_json(document: Any) -> None:
     click.echo(_JSON.encode(document).decode())
 
@@ -250,12 +254,13 @@ def _report(result: Any, *, note: str | None = None) -> int:
     if settings.as_json:
         _emit_json(document)
     else:
-        for line in result_lines(document):
-            _out(line)
+        _out_lines(result_lines(document))
     return EXIT.get(result.status, 0)
 
 
 def _execute(coro: Any) -> Any:
+    import asyncio  # only commands that execute a run pay for it
+
     return asyncio.run(coro)
 
 
@@ -610,8 +615,7 @@ def status_cmd(run_id: str) -> int:
         if _settings().as_json:
             _emit_json(status_document(run, snapshot, graph, attempts, approvals, flag))
         else:
-            for line in status_lines(run, snapshot, graph, attempts, approvals, flag):
-                _out(line)
+            _out_lines(status_lines(run, snapshot, graph, attempts, approvals, flag))
         return 0
     finally:
         store.close()
@@ -712,8 +716,7 @@ def approvals_cmd() -> int:
         if _settings().as_json:
             _emit_json(rows)
         else:
-            for line in gate_lines(rows):
-                _out(line)
+            _out_lines(gate_lines(rows))
         return 0
     finally:
         store.close()
@@ -760,8 +763,8 @@ def events_cmd(run_id: str | None, after: int, follow: bool) -> int:
         if as_json:
             _emit_json([event_document(e) for e in events])
         else:
-            for event in events:
-                _out(event_line(event))
+            if events:
+                _out_lines([event_line(event) for event in events])
         return 0
     finally:
         store.close()

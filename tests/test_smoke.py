@@ -5,6 +5,8 @@ from __future__ import annotations
 import runpy
 from pathlib import Path
 
+import pytest
+
 import smithers
 from smithers.store import KVStore
 
@@ -24,3 +26,14 @@ def test_deploy_example_parks_then_finishes_when_approved(store: KVStore) -> Non
     assert done.status == "finished"
     assert done.outputs["approve-deploy"].decided_by == "alice"
     assert done.outputs["record"].status == "approved"
+
+
+def test_the_public_api_resolves_every_name_it_lists() -> None:
+    """Every name in smithers.__all__ resolves lazily, and nothing else is listed."""
+    import smithers as package
+
+    assert set(package.__all__) == set(package._WHERE)
+    for name in package.__all__:
+        assert getattr(package, name) is not None
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        _ = package.nope  # type: ignore[attr-defined]

@@ -188,6 +188,16 @@ def encode_frame(graph: Graph) -> bytes:
     return zlib.compress(_packed(graph), 6)
 
 
+_FRAMES: dict[bytes, Graph] = {}
+
+
 def decode_frame(raw: bytes) -> Graph:
-    """Decode a frame written by `encode_frame`."""
-    return graph_from_builtins(_ANY_DECODER.decode(zlib.decompress(raw)))
+    """Decode a frame written by `encode_frame` (remembered: a frame never changes, and one
+    command often needs the same frame several times)."""
+    found = _FRAMES.get(raw)
+    if found is None:
+        found = graph_from_builtins(_ANY_DECODER.decode(zlib.decompress(raw)))
+        if len(_FRAMES) >= 16:
+            _FRAMES.pop(next(iter(_FRAMES)))
+        _FRAMES[raw] = found
+    return found

@@ -1,5 +1,6 @@
-"""Executing runs: the render / schedule / execute / persist loop and the Python API."""
+"""Executing runs: the render / schedule / execute / persist loop and the Python API.
 
-from smithers.runtime.api import PendingNode, RunError, RunResult, aresume, arun, resume, run
-
-__all__ = ["PendingNode", "RunError", "RunResult", "aresume", "arun", "resume", "run"]
+The public names live in `smithers`; import the modules here directly (`runtime.api`,
+`runtime.decisions`, ...). This package imports nothing on its own, so a module that needs
+one piece of the runtime does not load the engine and asyncio.
+"""

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from smithers.compiler.graph import Graph
 from smithers.store.base import RunSnapshot
 from smithers.store.records import (
     ApprovalRecord,
@@ -20,6 +19,7 @@ from smithers.store.records import (
 )
 
 if TYPE_CHECKING:
+    from smithers.compiler.graph import Graph
     from smithers.runtime.api import RunResult
 
 __all__ = [
