@@ -28,6 +28,7 @@ import lmdb  # noqa: E402  (after the path tweak, so a checkout runs without ins
 import smithers  # noqa: E402
 from smithers import Parallel, Sequence, Task, Workflow  # noqa: E402
 from smithers.store import open_store  # noqa: E402
+from smithers.store.lmdb_kv import _MAP_FLOOR, OPEN_OPTIONS  # noqa: E402
 
 Row = tuple[str, str, str, str]
 
@@ -45,20 +46,8 @@ def floor_commit(folder: str, n: int, name: str = "floor") -> list[float]:
     """One fsync'd single put per write transaction, LMDB opened as the store opens it."""
     path = os.path.join(folder, name)
     os.makedirs(path)
-    env = lmdb.open(
-        path,
-        subdir=True,
-        sync=True,
-        metasync=True,
-        writemap=False,
-        map_async=False,
-        lock=True,
-        max_dbs=16,
-        max_readers=512,
-        max_spare_txns=0,
-        map_size=0,
-    )
-    env.set_mapsize(64 << 30)
+    env = lmdb.open(path, **OPEN_OPTIONS)
+    env.set_mapsize(_MAP_FLOOR)
     db = env.open_db(b"floor")
     samples = []
     for i in range(n):

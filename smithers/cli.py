@@ -21,10 +21,11 @@ from smithers.errors import (
     LeaseLostError,
     LoadError,
     RunLockedError,
-    RunNotFoundError,
     SmithersError,
 )
+from smithers.runtime.lease import describe_owner
 from smithers.runtime.report import iteration_text, plain
+from smithers.store.base import need_run
 
 EXIT = {
     "finished": 0,
@@ -337,15 +338,6 @@ def _enter(run: Any) -> None:
         os.chdir(cwd)
 
 
-def _need_run(store: Any, run_id: str) -> Any:
-    run = store.get_run(run_id)
-    if run is None:
-        raise RunNotFoundError(
-            f"No run `{run_id}` in the store at {store.path}; list runs with `smithers runs`."
-        )
-    return run
-
-
 def _resume(store: Any, run: Any, definition: Any, *, accept: bool = False) -> Any:
     from smithers.runtime.api import _resume_loaded
 
@@ -372,7 +364,7 @@ def resume_cmd(run_id: str, workflow: str | None, accept_workflow_change: bool) 
 
     store = _settings().open()
     try:
-        run = _need_run(store, run_id)
+        run = need_run(store, run_id)
         if run.status in TERMINAL_RUN_STATUSES:
             return _report(result_of(store, run_id))
         definition = _load_for(run, workflow, hint="pass --workflow FILE[:ATTR].")
@@ -401,11 +393,7 @@ def _decide_cmd(
 
     store = _settings().open()
     try:
-        run = store.get_run(run_id)
-        if run is None:
-            raise UnknownRunError(
-                f"No run `{run_id}` in the store at {store.path}; list runs with `smithers runs`."
-            )
+        run = need_run(store, run_id, UnknownRunError)
         definition = None
         if not no_resume:
             definition = _load_for(
@@ -436,7 +424,7 @@ def _go_on(store: Any, run_id: str, told: str, definition: Any, *, no_resume: bo
 
     fresh = store.get_run(run_id)
     if not no_resume and fresh.lease is not None and not is_dead(fresh.lease):
-        told = f"{told} Its owner (pid {fresh.lease.pid} on {fresh.lease.host}) will apply it."
+        told = f"{told} Its owner ({describe_owner(fresh.lease)}) will apply it."
     elif not no_resume:
         click.echo(told, err=True)
         try:
@@ -540,7 +528,7 @@ def signal_cmd(
     value = _parse_json(data, "--data")
     store = _settings().open()
     try:
-        run = _need_run(store, run_id)
+        run = need_run(store, run_id)
         graph = definition = None
         try:
             definition = _load_for(
@@ -580,7 +568,7 @@ def cancel_cmd(run_id: str) -> int:
         note = None
         if result.status not in ("cancelled", "finished", "failed"):
             run = store.get_run(run_id)
-            owner = f"pid {run.lease.pid} on {run.lease.host}" if run and run.lease else "its owner"
+            owner = describe_owner(run.lease) if run and run.lease else "its owner"
             note = f"Cancel requested; {owner} will stop run {run_id}."
         _report(result, note=note)
         return 0
@@ -606,7 +594,7 @@ def status_cmd(run_id: str) -> int:
 
     store = _settings().open(readonly=True)
     try:
-        run = _need_run(store, run_id)
+        run = need_run(store, run_id)
         snapshot = store.load(run_id)
         graph = _frame(store, run)
         attempts = store.attempts(run_id)
@@ -632,7 +620,7 @@ def output_cmd(run_id: str, node: str, iteration: str | None) -> int:
 
     store = _settings().open(readonly=True)
     try:
-        run = _need_run(store, run_id)
+        run = need_run(store, run_id)
         snapshot = store.load(run_id)
         its = _parse_iteration(iteration)
         found = sorted(k for k in snapshot.outputs if k[0] == node)
@@ -751,7 +739,7 @@ def events_cmd(run_id: str | None, after: int, follow: bool) -> int:
     store = _settings().open(readonly=True)
     try:
         if run_id is not None:
-            _need_run(store, run_id)
+            need_run(store, run_id)
         as_json = _settings().as_json
         if follow:
             for event in _follow(store, run_id, after):
@@ -796,7 +784,7 @@ def graph_cmd(target: str | None, input_: str | None, run_id: str | None, fmt: s
     if run_id is not None:
         store = _settings().open(readonly=True)
         try:
-            run = _need_run(store, run_id)
+            run = need_run(store, run_id)
             snapshot = store.load(run_id)
             if target is not None:
                 from smithers.runtime.api import current_graph

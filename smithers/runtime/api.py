@@ -19,14 +19,14 @@ from smithers.compiler.render import encode_input
 from smithers.components.definition import WorkflowDefinition
 from smithers.components.element import is_valid_id
 from smithers.components.nodes import ApprovalDecision, ApprovalRequest
-from smithers.errors import InputError, RunNotFoundError
+from smithers.errors import InputError
 from smithers.runtime.engine import Engine
 from smithers.runtime.lease import is_dead, new_lease, now_iso
 from smithers.runtime.loader import Loaded, load_ref, source_hash
 from smithers.runtime.state import RunState
 from smithers.runtime.view import RunView, render_run
 from smithers.store import open_store
-from smithers.store.base import Batch, Store
+from smithers.store.base import Batch, Store, need_run, run_not_found
 from smithers.store.records import (
     TERMINAL_RUN_STATUSES,
     DefinitionRef,
@@ -110,25 +110,15 @@ def result_of(store: Store, run_id: str, graph: Graph | None = None) -> RunResul
     """Build the `RunResult` of a run from what the store holds."""
     snapshot = store.load(run_id)
     if snapshot is None:
-        raise RunNotFoundError(f"No run `{run_id}` in this store; list runs with `smithers runs`.")
+        raise run_not_found(store, run_id)
     run = snapshot.run
     if graph is None and run.frame:
         raw = store.frame(run.frame)
         graph = decode_frame(raw) if raw else None
-    types: dict[str, Any] = {}
-    if graph is not None:
-        for node_id, element in graph.elements.items():
-            types[node_id] = getattr(element, "output", None)
+    types = graph.output_types() if graph is not None else {}
     outputs: dict[str, Any] = {}
     for (node_id, _iteration), raw in sorted(snapshot.outputs.items()):
-        tp = types.get(node_id)
-        if (
-            graph is not None
-            and graph.by_id.get(node_id) is not None
-            and (graph.by_id[node_id].kind == "approval")
-        ):
-            tp = ApprovalDecision
-        outputs[node_id] = decode_value(raw, tp)
+        outputs[node_id] = decode_value(raw, types.get(node_id))
     pending = []
     for (node_id, iteration), record in sorted(snapshot.nodes.items()):
         if record.state == "waiting-approval":
@@ -161,7 +151,7 @@ def current_graph(store: Store, run_id: str, definition: WorkflowDefinition) -> 
     """Render a run's graph now, against its committed state, with its callables."""
     snapshot = store.load(run_id)
     if snapshot is None:
-        raise RunNotFoundError(f"No run `{run_id}` in this store; list runs with `smithers runs`.")
+        raise run_not_found(store, run_id)
     last = None
     if snapshot.run.frame:
         raw = store.frame(snapshot.run.frame)
@@ -433,12 +423,7 @@ async def _resume(
     handle_signals: bool,
 ) -> RunResult:
     with resolve_store(store) as opened:
-        run = opened.get_run(run_id)
-        if run is None:
-            raise RunNotFoundError(
-                f"No run `{run_id}` in the store at {opened.path or 'memory'}; list runs with "
-                "`smithers runs`."
-            )
+        run = need_run(opened, run_id)
         if run.status in TERMINAL_RUN_STATUSES:
             return result_of(opened, run_id)
         ref = run.definition

@@ -20,7 +20,6 @@ from smithers.errors import (
     GateNotRequestedError,
     NotAnApprovalError,
     NotASignalError,
-    RunNotFoundError,
     SignalError,
     UnknownGateError,
     UnknownNodeError,
@@ -29,7 +28,7 @@ from smithers.errors import (
 from smithers.runtime.api import RunResult, resolve_store, result_of
 from smithers.runtime.lease import hostname, is_dead, new_lease, now_iso, os_user
 from smithers.runtime.state import RunState
-from smithers.store.base import Batch, Decision, Store
+from smithers.store.base import Batch, Decision, Store, need_run
 from smithers.store.records import (
     TERMINAL_RUN_STATUSES,
     ApprovalRecord,
@@ -68,16 +67,6 @@ def _its(iteration: Iteration) -> str:
 
 def _listing(records: list[ApprovalRecord]) -> str:
     return ", ".join(f"`{r.node_id}`{_its(r.iteration)}" for r in records)
-
-
-def _need_run(store: Store, run_id: str, error: type[RunNotFoundError]) -> RunRecord:
-    run = store.get_run(run_id)
-    if run is None:
-        raise error(
-            f"No run `{run_id}` in the store at {store.path or 'memory'}; list runs with "
-            "`smithers runs`."
-        )
-    return run
 
 
 def find_gate(
@@ -139,7 +128,7 @@ def _decide(
     store: Store | str | None,
 ) -> ApprovalRecord:
     with resolve_store(store) as opened:
-        run = _need_run(opened, run_id, UnknownRunError)
+        run = need_run(opened, run_id, UnknownRunError)
         gate, its = find_gate(opened, run, node_id, iteration)
         decision = Decision(
             node_id=gate,
@@ -225,7 +214,7 @@ def signal(
         SignalError: Nothing was written.
     """
     with resolve_store(store) as opened:
-        run = _need_run(opened, run_id, RunNotFoundError)
+        run = need_run(opened, run_id)
         if run.status in TERMINAL_RUN_STATUSES:
             raise SignalError(
                 f"Run `{run_id}` is {run.status}; a signal can only reach a run that goes on."
@@ -278,7 +267,7 @@ def cancel(run_id: str, *, store: Store | str | None = None) -> RunResult:
         RunNotFoundError: For an unknown run.
     """
     with resolve_store(store) as opened:
-        run = _need_run(opened, run_id, RunNotFoundError)
+        run = need_run(opened, run_id)
         if run.status in TERMINAL_RUN_STATUSES:
             return result_of(opened, run_id)
         if run.lease is not None and not is_dead(run.lease):

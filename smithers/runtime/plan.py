@@ -58,17 +58,6 @@ class Plan:
         loops = self.loops[unit].loops
         return loops[-2] if len(loops) > 1 else None
 
-    def loops_of(self, unit: str) -> tuple[str, ...]:
-        """Every loop around a unit, outermost first (a loop unit's excludes itself)."""
-        node = self.graph.by_id.get(unit)
-        if node is not None:
-            return node.loops
-        return self.loops[unit].loops[:-1]
-
-    def instance(self, loop_id: str) -> tuple[str, ...]:
-        """Loop id's enclosing loops (to find its outer iteration)."""
-        return self.loops[loop_id].loops[:-1]
-
     @cached_property
     def _parents(self) -> dict[str, tuple[str | None, int | None]]:
         found: dict[str, tuple[str | None, int | None]] = {

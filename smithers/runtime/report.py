@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from smithers.runtime.lease import describe_owner
 from smithers.store.base import RunSnapshot
 from smithers.store.records import (
     ApprovalRecord,
@@ -227,7 +228,7 @@ def status_lines(
     ]
     if run.lease is not None:
         lease = run.lease
-        lines.append(f"  owner:    pid {lease.pid} on {lease.host} since {lease.acquired_at}")
+        lines.append(f"  owner:    {describe_owner(lease)} since {lease.acquired_at}")
     if run.error is not None:
         at = f" at `{run.error.node_id}`" if run.error.node_id else ""
         lines.append(f"  error:    {run.error.type}{at}: {run.error.message}")

@@ -9,7 +9,12 @@ from typing import Any, Protocol
 import attrs
 import msgspec
 
-from smithers.errors import AlreadyDecidedError, GateNotRequestedError, LeaseLostError
+from smithers.errors import (
+    AlreadyDecidedError,
+    GateNotRequestedError,
+    LeaseLostError,
+    RunNotFoundError,
+)
 from smithers.store.records import (
     ApprovalRecord,
     AttemptRecord,
@@ -33,6 +38,8 @@ __all__ = [
     "check_decidable",
     "check_token",
     "default_store_path",
+    "need_run",
+    "run_not_found",
 ]
 
 NodeKey = tuple[str, Iteration]
@@ -210,6 +217,26 @@ class Store(Protocol):
         Raises:
             RunNotFoundError, AlreadyDeliveredError: Nothing is written.
         """
+
+
+def run_not_found(
+    store: Store, run_id: str, error: type[RunNotFoundError] = RunNotFoundError
+) -> RunNotFoundError:
+    """The one-sentence error for a run id the store does not hold."""
+    return error(
+        f"No run `{run_id}` in the store at {store.path or 'memory'}; list runs with "
+        "`smithers runs`."
+    )
+
+
+def need_run(
+    store: Store, run_id: str, error: type[RunNotFoundError] = RunNotFoundError
+) -> RunRecord:
+    """The run's record, or ``error`` (a `RunNotFoundError`) naming the store and the fix."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise run_not_found(store, run_id, error)
+    return run
 
 
 def check_token(run: RunRecord, token: str | None) -> None:

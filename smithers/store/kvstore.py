@@ -16,7 +16,6 @@ from smithers.errors import (
     AlreadyDeliveredError,
     InputError,
     RunLockedError,
-    RunNotFoundError,
     SignalError,
 )
 from smithers.store.base import (
@@ -28,6 +27,7 @@ from smithers.store.base import (
     check_decidable,
     check_token,
     decided_record,
+    run_not_found,
 )
 from smithers.store.keys import (
     event_key,
@@ -320,10 +320,7 @@ class KVStore:
     def _need_run(self, txn: Txn, run_id: str) -> tuple[bytes, RunRecord]:
         found = self._get_run(txn, run_id)
         if found is None:
-            raise RunNotFoundError(
-                f"No run `{run_id}` in the store at {self.path or 'memory'}; list runs with "
-                "`smithers runs`."
-            )
+            raise run_not_found(self, run_id)
         return found
 
     def create_run(self, run: RunRecord, batch: Batch) -> RunRecord:

@@ -18,12 +18,26 @@ from smithers.errors import StoreError
 from smithers.store.kv import TABLES
 from smithers.store.kvstore import KVStore
 
-__all__ = ["LmdbKV", "open_lmdb_store"]
+__all__ = ["OPEN_OPTIONS", "LmdbKV", "open_lmdb_store"]
 
 T = TypeVar("T")
 _FORMAT_KEY = b"format"
 _FORMAT = b"smithers/1"
 _MAP_FLOOR = 64 << 30  # address space, not disk: the file grows only with data
+# How every process opens the environment (STORAGE.md): the first opener fixes max_readers;
+# never writemap; durable commits; map_size=0 adopts the stored size, then _MAP_FLOOR applies.
+OPEN_OPTIONS: dict[str, Any] = {
+    "subdir": True,
+    "sync": True,
+    "metasync": True,
+    "writemap": False,
+    "map_async": False,
+    "lock": True,
+    "max_dbs": 16,
+    "max_readers": 512,
+    "max_spare_txns": 0,
+    "map_size": 0,
+}
 _ENVS: dict[tuple[str, int], tuple[Any, dict[str, Any], list[int], bool]] = {}
 _ENVS_LOCK = threading.Lock()
 
@@ -91,20 +105,7 @@ def _open_env(path: str, readonly: bool) -> tuple[Any, dict[str, Any]]:
                 )
             refs[0] += 1
             return env, dbs
-        env = lmdb.open(
-            path,
-            subdir=True,
-            readonly=readonly,
-            sync=True,
-            metasync=True,
-            writemap=False,
-            map_async=False,
-            lock=True,
-            max_dbs=16,
-            max_readers=512,
-            max_spare_txns=0,
-            map_size=0,
-        )
+        env = lmdb.open(path, readonly=readonly, **OPEN_OPTIONS)
         try:
             if not readonly and env.info()["map_size"] < _MAP_FLOOR:
                 env.set_mapsize(_MAP_FLOOR)
