@@ -1,5 +1,6 @@
-"""Imports flow one way (DESIGN §2): errors <- components <- compiler <- runtime <- cli, and
-errors <- store <- runtime. Only store/lmdb*.py imports lmdb; only cli.py imports click.
+"""Imports flow one way (DESIGN §2): errors <- components <- compiler <- runtime <- service <-
+cli, and errors <- store <- runtime. Only store/lmdb*.py imports lmdb; only cli/ imports click;
+only service/ imports the web framework.
 
 The package is read with ``ast``, never imported, so every import counts: module level,
 inside functions and under ``if TYPE_CHECKING:``.
@@ -24,10 +25,16 @@ ALLOWED: dict[str, frozenset[str]] = {
     "compiler": frozenset({"errors", "components"}),
     "store": frozenset({"errors"}),
     "runtime": frozenset({"errors", "components", "compiler", "store"}),
-    "cli": frozenset({"errors", "components", "compiler", "store", "runtime"}),
+    "service": frozenset({"errors", "components", "compiler", "store", "runtime"}),
+    "cli": frozenset({"errors", "components", "compiler", "store", "runtime", "service"}),
 }
 # Third-party modules only some files may import (glob over the path inside the package).
-RESTRICTED = {"lmdb": "store/lmdb*.py", "click": "cli.py"}
+RESTRICTED = {
+    "lmdb": "store/lmdb*.py",
+    "click": "cli/*.py",
+    "starlette": "service/*.py",
+    "uvicorn": "service/*.py",
+}
 # The package's own entry points re-export or launch everything; they sit above every layer.
 TOP = frozenset({"__init__.py", "__main__.py"})
 
@@ -117,7 +124,7 @@ def package_files() -> list[Path]:
 
 def test_the_package_has_every_layer() -> None:
     """The walk sees the modules of every layer (so an empty walk cannot pass)."""
-    layers = {layer_of(module_name(p)) for p in package_files() if p.name not in TOP}
+    layers = {layer_of(module_name(p)) for p in package_files() if p.as_posix() not in TOP}
     assert set(ALLOWED) <= layers
     assert len(package_files()) > 20
 
@@ -187,10 +194,14 @@ def test_the_check_sees_imports_everywhere() -> None:
         ),
         ("store/base.py", "from ..runtime import api\n", "store may not import runtime"),
         ("runtime/engine.py", "from smithers.cli import main\n", "runtime may not import cli"),
+        ("runtime/api.py", "from smithers.service import x\n", "runtime may not import service"),
+        ("service/app.py", "from smithers.cli import main\n", "service may not import cli"),
+        ("service/app.py", "import click\n", "only cli/*.py may import click"),
+        ("cli/serve.py", "import starlette\n", "only service/*.py may import starlette"),
         ("components/element.py", "from smithers import Task\n", "package root re-exports"),
         ("store/memory.py", "import lmdb\n", "only store/lmdb*.py may import lmdb"),
-        ("runtime/api.py", "import click\n", "only cli.py may import click"),
-        ("compiler/export.py", "from click import echo\n", "only cli.py may import click"),
+        ("runtime/api.py", "import click\n", "only cli/*.py may import click"),
+        ("compiler/export.py", "from click import echo\n", "only cli/*.py may import click"),
     ],
 )
 def test_the_check_fails_on_a_wrong_way_import(path: str, source: str, reason: str) -> None:
@@ -208,7 +219,9 @@ def test_the_check_fails_on_a_wrong_way_import(path: str, source: str, reason: s
         ("components/nodes.py", "from smithers.errors import DefinitionError\n"),
         ("compiler/lower.py", "from smithers.components.groups import Loop\n"),
         ("runtime/engine.py", "from smithers.store.base import Store\nimport smithers.compiler\n"),
-        ("cli.py", "import click\nfrom smithers.runtime.api import run\n"),
+        ("cli/execute.py", "import click\nfrom smithers.runtime.api import run\n"),
+        ("cli/serve.py", "import click\nfrom smithers.service import app\n"),
+        ("service/app.py", "import starlette\nfrom smithers.runtime import usecases\n"),
         ("store/lmdb_kv.py", "import lmdb\nfrom smithers.errors import StoreError\n"),
         ("store/kv.py", "from . import records\n"),
         ("__init__.py", "from smithers.runtime.api import run\n"),

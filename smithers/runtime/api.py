@@ -10,22 +10,26 @@ import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import attrs
 import msgspec
 
-from smithers.compiler.codec import decode_frame, decode_value
 from smithers.compiler.graph import Graph
 from smithers.compiler.render import encode_input
 from smithers.components.definition import WorkflowDefinition
 from smithers.components.element import is_valid_id
-from smithers.components.nodes import ApprovalDecision, ApprovalRequest
 from smithers.errors import InputError
 from smithers.runtime.engine import Engine
 from smithers.runtime.lease import is_dead, new_lease, now_iso
 from smithers.runtime.loader import Loaded, load_ref, source_hash
+from smithers.runtime.results import (
+    PendingNode,
+    RunError,
+    RunResult,
+    last_graph,
+    resolve_store,
+    result_of,
+)
 from smithers.runtime.state import RunState
 from smithers.runtime.view import RunView, render_run
-from smithers.store import open_store
 from smithers.store.base import Batch, Store, need_run, run_not_found
 from smithers.store.records import (
     TERMINAL_RUN_STATUSES,
@@ -33,10 +37,10 @@ from smithers.store.records import (
     EventRecord,
     NewEvent,
     RunRecord,
-    RunStatus,
 )
 
 __all__ = [
+    "EventSink",
     "PendingNode",
     "RunError",
     "RunResult",
@@ -46,105 +50,13 @@ __all__ = [
     "resolve_store",
     "result_of",
     "resume",
+    "resume_loaded",
     "run",
+    "start_run",
+    "working_directory",
 ]
 
 EventSink = Callable[[EventRecord], None]
-
-
-@attrs.frozen
-class RunError:
-    """Why a run failed: the error type, its message and the node it came from."""
-
-    type: str
-    message: str
-    node_id: str | None = None
-
-
-@attrs.frozen
-class PendingNode:
-    """A node the run waits on: an approval gate (with its request) or a signal."""
-
-    node_id: str
-    iteration: tuple[int, ...]
-    kind: str
-    request: ApprovalRequest | None
-    waiting_since: str | None
-    decision: ApprovalDecision | None = None  # decided, not yet applied by the run
-
-
-@attrs.frozen
-class RunResult:
-    """Where a run stands after `run`/`resume` returned.
-
-    Attributes:
-        run_id: The run's id.
-        status: ``finished``, ``failed``, ``cancelled``, ``waiting-approval`` or
-            ``waiting-signal`` (``running`` only when another process owns it).
-        error: Why it failed, or None.
-        outputs: Node id to output (a loop-body node's latest iteration).
-        pending: The gates and signals it waits on.
-    """
-
-    run_id: str
-    status: RunStatus
-    error: RunError | None
-    outputs: dict[str, Any]
-    pending: tuple[PendingNode, ...] = ()
-
-
-@contextlib.contextmanager
-def resolve_store(store: Store | str | os.PathLike[str] | None) -> Iterator[Store]:
-    """Use a given store, or open (and afterwards close) the one at a path or the default."""
-    if store is not None and not isinstance(store, str | os.PathLike):
-        yield store
-        return
-    opened = open_store(os.fspath(store) if store is not None else None)
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
-def result_of(store: Store, run_id: str, graph: Graph | None = None) -> RunResult:
-    """Build the `RunResult` of a run from what the store holds."""
-    snapshot = store.load(run_id)
-    if snapshot is None:
-        raise run_not_found(store, run_id)
-    run = snapshot.run
-    if graph is None and run.frame:
-        raw = store.frame(run.frame)
-        graph = decode_frame(raw) if raw else None
-    types = graph.output_types() if graph is not None else {}
-    outputs: dict[str, Any] = {}
-    for (node_id, _iteration), raw in sorted(snapshot.outputs.items()):
-        outputs[node_id] = decode_value(raw, types.get(node_id))
-    pending = []
-    for (node_id, iteration), record in sorted(snapshot.nodes.items()):
-        if record.state == "waiting-approval":
-            approval = snapshot.approvals.get((node_id, iteration))
-            request = (
-                msgspec.convert(approval.request, ApprovalRequest) if approval is not None else None
-            )
-            decision = None
-            if approval is not None and approval.decision is not None:
-                decision = msgspec.convert(approval.decision, ApprovalDecision)
-            pending.append(
-                PendingNode(
-                    node_id,
-                    iteration,
-                    "approval",
-                    request,
-                    approval.requested_at if approval else record.started_at,
-                    decision,
-                )
-            )
-        elif record.state == "waiting-signal":
-            pending.append(PendingNode(node_id, iteration, "signal", None, record.started_at))
-    error = None
-    if run.error is not None:
-        error = RunError(run.error.type, run.error.message, run.error.node_id)
-    return RunResult(run.run_id, run.status, error, outputs, tuple(pending))
 
 
 def current_graph(store: Store, run_id: str, definition: WorkflowDefinition) -> Graph:
@@ -152,11 +64,7 @@ def current_graph(store: Store, run_id: str, definition: WorkflowDefinition) -> 
     snapshot = store.load(run_id)
     if snapshot is None:
         raise run_not_found(store, run_id)
-    last = None
-    if snapshot.run.frame:
-        raw = store.frame(snapshot.run.frame)
-        last = decode_frame(raw) if raw else None
-    view = RunView(RunState(snapshot), last)
+    view = RunView(RunState(snapshot), last_graph(store, snapshot.run))
     return render_run(definition, view, run_id, snapshot.run.input)[0]
 
 
@@ -218,7 +126,7 @@ def run(
         RuntimeError: When called inside a running event loop (use `arun`).
     """
     return _run_in_loop(  # type: ignore[no-any-return]
-        _start(
+        start_run(
             definition,
             input,
             store=store,
@@ -242,7 +150,7 @@ async def arun(
     on_event: EventSink | None = None,
 ) -> RunResult:
     """`run` for callers inside an event loop (signal handlers are left alone)."""
-    return await _start(
+    return await start_run(
         definition,
         input,
         store=store,
@@ -254,7 +162,7 @@ async def arun(
     )
 
 
-async def _start(
+async def start_run(
     definition: WorkflowDefinition,
     input: Any,
     *,
@@ -265,6 +173,11 @@ async def _start(
     handle_signals: bool,
     loaded: Loaded | None,
 ) -> RunResult:
+    """Create a run and drive it: what `run`, `arun` and every front end's start share.
+
+    ``loaded`` says where the definition came from (the CLI loads it from a file); without
+    it the definition's module is recorded so a later resume can find it.
+    """
     if not isinstance(definition, WorkflowDefinition):
         raise TypeError(f"run() takes what @smithers returns, got {type(definition).__name__}")
     if run_id is not None and not is_valid_id(run_id):
@@ -318,7 +231,7 @@ async def _drive(
     *,
     on_event: EventSink | None,
     handle_signals: bool,
-    last_graph: Graph | None = None,
+    previous: Graph | None = None,
     resumed: bool = False,
     accept_change: bool = False,
 ) -> RunResult:
@@ -329,7 +242,7 @@ async def _drive(
         definition=definition,
         state=RunState(snapshot),
         lease=lease,
-        last_graph=last_graph,
+        last_graph=previous,
         attempts=store.attempts(run_id) if resumed else None,
         check_render=_check_render(),
         on_event=on_event,
@@ -401,7 +314,8 @@ async def aresume(
 
 
 @contextlib.contextmanager
-def _working_directory(path: str | None) -> Iterator[None]:
+def working_directory(path: str | None) -> Iterator[None]:
+    """Run the body in ``path`` (a run's recorded working directory), then change back."""
     if not path or not os.path.isdir(path) or os.path.abspath(path) == os.getcwd():
         yield
         return
@@ -427,12 +341,12 @@ async def _resume(
         if run.status in TERMINAL_RUN_STATUSES:
             return result_of(opened, run_id)
         ref = run.definition
-        with _working_directory(ref.cwd if ref else None):
+        with working_directory(ref.cwd if ref else None):
             if definition is None:
                 if ref is None:
                     raise InputError(f"Run `{run_id}` recorded no definition; pass one.")
                 definition = load_ref(ref).definition
-            return await _resume_loaded(
+            return await resume_loaded(
                 opened,
                 run,
                 definition,
@@ -442,7 +356,7 @@ async def _resume(
             )
 
 
-async def _resume_loaded(
+async def resume_loaded(
     store: Store,
     run: RunRecord,
     definition: WorkflowDefinition,
@@ -451,6 +365,12 @@ async def _resume_loaded(
     on_event: EventSink | None,
     handle_signals: bool,
 ) -> RunResult:
+    """Take the run's lease and drive it with an already loaded definition.
+
+    Raises:
+        RunLockedError: When a live process owns the run.
+        WorkflowChangedError, OutputTypeChangedError: When the definition no longer fits.
+    """
     run_id = run.run_id
     # Only the lease is taken here; the run turns `running` (with `run.resumed`) in the
     # engine's first commit, after the resume checks, so a refused resume changes nothing.
@@ -458,10 +378,6 @@ async def _resume_loaded(
     if claimed.status in TERMINAL_RUN_STATUSES:
         return result_of(store, run_id)
     assert claimed.lease is not None
-    last_graph = None
-    if claimed.frame:
-        raw = store.frame(claimed.frame)
-        last_graph = decode_frame(raw) if raw else None
     return await _drive(
         store,
         definition,
@@ -469,7 +385,7 @@ async def _resume_loaded(
         claimed.lease,
         on_event=on_event,
         handle_signals=handle_signals,
-        last_graph=last_graph,
+        previous=last_graph(store, claimed),
         resumed=True,
         accept_change=accept_change,
     )

@@ -14,7 +14,7 @@ import attrs
 import msgspec
 from click.testing import CliRunner
 
-from smithers.cli import _invoke
+from smithers.cli import invoke as run_cli
 from smithers.store import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +54,7 @@ def invoke(*args: str, env: dict[str, str | None] | None = None, stdin: str = ""
     importlib.invalidate_caches()  # files written this second must be importable
     try:
         with CliRunner().isolation(input=stdin, env=env) as (out, err, _):
-            code = _invoke(list(args))
+            code = run_cli(list(args))
             sys.stdout.flush()
             sys.stderr.flush()
             return Result(code, out.getvalue().decode(), err.getvalue().decode())

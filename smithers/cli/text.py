@@ -1,50 +1,20 @@
-"""Documents and lines about runs for people and front ends: run results, status, the
-approvals inbox, events, progress, and the exact commands that go on. Prints nothing."""
+"""How the CLI shows documents to people: the text forms of run results, status, the
+approvals inbox, events and progress lines. Returns lines; printing is the caller's."""
 
 from __future__ import annotations
 
 import os
-import shlex
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
+from smithers.runtime.documents import StatusView, commands, iteration_text, node_states
 from smithers.runtime.lease import describe_owner
-from smithers.store.base import RunSnapshot
-from smithers.store.records import (
-    ApprovalRecord,
-    AttemptRecord,
-    EventRecord,
-    Iteration,
-    RunRecord,
-)
+from smithers.store.records import EventRecord
 
-if TYPE_CHECKING:
-    from smithers.compiler.graph import Graph
-    from smithers.runtime.api import RunResult
-
-__all__ = [
-    "commands",
-    "event_document",
-    "event_line",
-    "gate_lines",
-    "gate_rows",
-    "iteration_text",
-    "node_states",
-    "plain",
-    "progress_line",
-    "result_document",
-    "result_lines",
-    "status_document",
-    "status_lines",
-]
+__all__ = ["event_line", "gate_lines", "progress_line", "result_lines", "status_lines"]
 
 _JSON = msgspec.json.Encoder()
-_NO_COMMANDS: dict[str, str | None] = {
-    "approve_command": None,
-    "deny_command": None,
-    "signal_command": None,
-}
 _STATUS_WORDS = {
     "finished": "finished",
     "failed": "failed",
@@ -53,80 +23,6 @@ _STATUS_WORDS = {
     "waiting-signal": "is waiting for a signal",
     "running": "is running",
 }
-
-
-def iteration_text(iteration: Iteration | None) -> str:
-    """``(1, 0)`` -> ``1.0`` (the CLI's ``--iteration`` form); ``()`` -> ``""``."""
-    return ".".join(map(str, iteration)) if iteration else ""
-
-
-def plain(value: Any) -> Any:
-    """A record as JSON-able builtins under its Python field names (not its wire names)."""
-    if isinstance(value, msgspec.Struct):
-        return {name: plain(getattr(value, name)) for name in value.__struct_fields__}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    return value
-
-
-def commands(
-    run_id: str, node_id: str, iteration: Iteration, kind: str, store_flag: str
-) -> dict[str, str | None]:
-    """The exact commands that decide a gate or feed a signal (quoted for a shell)."""
-    its = f" --iteration {iteration_text(iteration)}" if iteration else ""
-    base = f"{shlex.quote(run_id)} --node {shlex.quote(node_id)}{its}{store_flag}"
-    if kind == "approval":
-        return {
-            "approve_command": f"smithers approve {base}",
-            "deny_command": f"smithers deny {base}",
-            "signal_command": None,
-        }
-    return {
-        "approve_command": None,
-        "deny_command": None,
-        "signal_command": f"smithers signal {base} --data '<json>'",
-    }
-
-
-# -- run results -------------------------------------------------------------------------------
-
-
-def result_document(result: RunResult, store_flag: str, note: str | None = None) -> dict[str, Any]:
-    """``{run_id, status, error, pending: [...]}``: what run/resume/approve/deny/signal print."""
-    pending = [
-        {
-            "node_id": p.node_id,
-            "iteration": list(p.iteration),
-            "kind": p.kind,
-            "request": msgspec.to_builtins(p.request) if p.request is not None else None,
-            "waiting_since": p.waiting_since,
-            "decision": msgspec.to_builtins(p.decision) if p.decision is not None else None,
-            **(
-                commands(result.run_id, p.node_id, p.iteration, p.kind, store_flag)
-                if p.decision is None  # a decided gate takes no second decision
-                else _NO_COMMANDS
-            ),
-        }
-        for p in result.pending
-    ]
-    error = None
-    if result.error is not None:
-        error = {
-            "type": result.error.type,
-            "message": result.error.message,
-            "node_id": result.error.node_id,
-        }
-    document: dict[str, Any] = {
-        "run_id": result.run_id,
-        "status": result.status,
-        "error": error,
-        "pending": pending,
-    }
-    if note:
-        document["note"] = note
-    return document
 
 
 def result_lines(document: dict[str, Any]) -> list[str]:
@@ -161,62 +57,10 @@ def result_lines(document: dict[str, Any]) -> list[str]:
     return lines
 
 
-# -- status ------------------------------------------------------------------------------------
-
-
-def node_states(snapshot: RunSnapshot, graph: Graph | None) -> dict[str, str]:
-    """Node id -> state for the nodes of a graph (never-started nodes are ``pending``)."""
-    states: dict[str, str] = {}
-    for node in graph.nodes if graph is not None else ():
-        record = snapshot.nodes.get((node.id, node.iteration))
-        states[node.id] = (
-            record.state if record is not None else ("skipped" if node.skipped else "pending")
-        )
-    return states
-
-
-def status_document(
-    run: RunRecord,
-    snapshot: RunSnapshot,
-    graph: Graph | None,
-    attempts: list[AttemptRecord],
-    approvals: list[ApprovalRecord],
-    store_flag: str,
-) -> dict[str, Any]:
-    """Everything ``smithers status --json`` shows about a run."""
-    pending = [
-        {
-            "node_id": a.node_id,
-            "iteration": list(a.iteration),
-            "request": a.request,
-            "requested_at": a.requested_at,
-            **commands(run.run_id, a.node_id, a.iteration, "approval", store_flag),
-        }
-        for a in approvals
-        if a.status == "requested"
-    ]
-    run_doc = plain(run)
-    run_doc.pop("input", None)
-    return {
-        "run": run_doc,
-        "nodes": [plain(r) for _, r in sorted(snapshot.nodes.items())],
-        "attempts": [plain(a) for a in attempts],
-        "pending": pending,
-        "decisions": [plain(a) for a in approvals if a.decision is not None],
-        "approvals": [plain(a) for a in approvals],
-        "graph": graph.to_dict() if graph is not None else None,
-    }
-
-
-def status_lines(
-    run: RunRecord,
-    snapshot: RunSnapshot,
-    graph: Graph | None,
-    attempts: list[AttemptRecord],
-    approvals: list[ApprovalRecord],
-    store_flag: str,
-) -> list[str]:
+def status_lines(view: StatusView, store_flag: str) -> list[str]:
     """The human ``smithers status``: header, graph with states, attempts, gates, decisions."""
+    run, snapshot, graph = view.run, view.snapshot, view.graph
+    attempts, approvals = view.attempts, view.approvals
     ref = run.definition
     where = ""
     if ref is not None:
@@ -276,38 +120,6 @@ def status_lines(
     return lines
 
 
-# -- the approvals inbox -----------------------------------------------------------------------
-
-
-def gate_rows(
-    gates: list[tuple[RunRecord, ApprovalRecord]], store_flag: str
-) -> list[dict[str, Any]]:
-    """One row per requested gate: who waits, for what, since when, and how to decide."""
-    rows = []
-    for run, a in gates:
-        rows.append(
-            {
-                "run_id": run.run_id,
-                "node_id": a.node_id,
-                "iteration": list(a.iteration),
-                "workflow": run.workflow,
-                "title": a.request.get("title"),
-                "summary": a.request.get("summary"),
-                "metadata": a.request.get("metadata", {}),
-                "waiting_since": a.requested_at,
-                "on_deny": a.on_deny,
-                **{
-                    k: v
-                    for k, v in commands(
-                        run.run_id, a.node_id, a.iteration, "approval", store_flag
-                    ).items()
-                    if k != "signal_command"
-                },
-            }
-        )
-    return rows
-
-
 def gate_lines(rows: list[dict[str, Any]]) -> list[str]:
     """The human ``smithers approvals``."""
     if not rows:
@@ -327,22 +139,6 @@ def gate_lines(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(f"  approve: {row['approve_command']}")
         lines.append(f"  deny:    {row['deny_command']}")
     return lines
-
-
-# -- events ------------------------------------------------------------------------------------
-
-
-def event_document(event: EventRecord) -> dict[str, Any]:
-    """``{seq, type, run_id, node_id, iteration, at, data}``."""
-    return {
-        "seq": event.seq,
-        "type": event.type,
-        "run_id": event.run_id,
-        "node_id": event.node_id,
-        "iteration": list(event.iteration) if event.iteration is not None else None,
-        "at": event.at,
-        "data": event.data,
-    }
 
 
 def event_line(event: EventRecord) -> str:

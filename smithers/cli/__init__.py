@@ -1,0 +1,90 @@
+"""The ``smithers`` command line (click): the only package that prints or exits.
+
+One module per command family (`execute`: run/resume; `decide`: approve/deny/signal/cancel;
+`inspect`: status/runs/approvals/events/output/graph); each command parses its input, calls
+one runtime use case and prints its document. Exit codes: 0 done, 1 run failed, 2 cancelled,
+3 waiting (approval or signal), 4 user error, 130 interrupted. Every error is one
+``Error: ...`` line on stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import click
+
+from smithers.cli import decide, execute, inspect
+from smithers.cli.options import (
+    EXIT,
+    INTERRUPTED,
+    USER_ERROR,
+    Fail,
+    Settings,
+    error,
+    global_options,
+)
+from smithers.errors import LeaseLostError, SmithersError
+
+__all__ = ["cli", "invoke", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@global_options
+@click.version_option(package_name="smithers", prog_name="smithers")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Durable, human-in-the-loop workflows written as component trees."""
+    ctx.ensure_object(Settings)
+
+
+for _module in (execute, decide, inspect):
+    for _command in _module.COMMANDS:
+        cli.add_command(_command)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Run the CLI and exit with its code."""
+    code = invoke(argv)
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+def invoke(argv: list[str] | None) -> int:
+    """Run the CLI on ``argv`` and return its exit code (every error already printed)."""
+    settings = Settings()
+    try:
+        result = cli.main(args=argv, prog_name="smithers", standalone_mode=False, obj=settings)
+    except Fail as exc:
+        error(str(exc))
+        return exc.code
+    except click.exceptions.Abort:
+        # With standalone_mode=False click turns Ctrl-C (KeyboardInterrupt) into Abort.
+        if settings.executing:
+            error(
+                f"interrupted; run {settings.executing} stays resumable with "
+                f"`smithers resume {settings.executing}`."
+            )
+        else:
+            error("interrupted; nothing more was done.")
+        return INTERRUPTED
+    except click.ClickException as exc:
+        error(_click_message(exc))
+        return USER_ERROR
+    except KeyboardInterrupt:  # outside click's own handling (e.g. while shutting down)
+        error("interrupted; nothing more was done.")
+        return INTERRUPTED
+    except LeaseLostError as exc:
+        error(str(exc))
+        return EXIT["failed"]
+    except SmithersError as exc:
+        error(str(exc))
+        return USER_ERROR
+    return result if isinstance(result, int) else 0
+
+
+def _click_message(exc: click.ClickException) -> str:
+    message = exc.format_message()
+    if isinstance(exc, click.UsageError) and exc.ctx is not None:
+        return f"{message.rstrip('.')} (see `{exc.ctx.command_path} --help`)."
+    return message

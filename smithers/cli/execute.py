@@ -1,0 +1,111 @@
+"""``smithers run`` and ``smithers resume``: execute a run in this process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from smithers.cli.options import EXIT, emit_json, execute, global_options, parse_json, settings
+from smithers.cli.options import out_lines as _out_lines
+
+__all__ = ["COMMANDS", "progress", "report"]
+
+
+def progress(event: Any) -> None:
+    """One stderr line per event worth a person's attention while a run executes."""
+    from smithers.cli.text import progress_line
+
+    if event.type in ("run.started", "run.resumed"):
+        settings().executing = event.run_id
+    line = progress_line(event)
+    if line is not None:
+        click.echo(line, err=True)
+
+
+def say(line: str) -> None:
+    """A use case's line for the person waiting (stderr: stdout carries the document)."""
+    click.echo(line, err=True)
+
+
+def report(result: Any, *, note: str | None = None) -> int:
+    """Print a run result (human or JSON) and return its exit code."""
+    from smithers.cli.text import result_lines
+    from smithers.runtime.documents import result_document
+
+    current = settings()
+    document = result_document(result, current.store_flag(), note)
+    if current.as_json:
+        emit_json(document)
+    else:
+        _out_lines(result_lines(document))
+    return EXIT.get(result.status, 0)
+
+
+@click.command("run")
+@click.argument("target", metavar="FILE[:ATTR]")
+@click.option("--input", "input_", metavar="JSON|@FILE", help="The run's input.")
+@click.option("--run-id", metavar="ID", help="The run's id (default: generated).")
+@click.option(
+    "--max-concurrency",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="The most tasks running at once.",
+)
+@global_options
+def run_cmd(target: str, input_: str | None, run_id: str | None, max_concurrency: int) -> int:
+    """Run a workflow until it finishes, fails or waits for a person or a signal."""
+    from smithers.runtime.usecases import prepare_start, start
+
+    value = parse_json(input_, "--input")
+    loaded = prepare_start(target, value, run_id)
+    store = settings().open(create=True)
+    try:
+        result = execute(
+            start(
+                loaded,
+                value,
+                store=store,
+                run_id=run_id,
+                max_concurrency=max_concurrency,
+                on_event=progress,
+                handle_signals=True,
+            )
+        )
+    finally:
+        store.close()
+    return report(result)
+
+
+@click.command("resume")
+@click.argument("run_id")
+@click.option("--workflow", metavar="FILE[:ATTR]", help="Load the definition from here.")
+@click.option(
+    "--accept-workflow-change",
+    is_flag=True,
+    help="Go on even if finished nodes no longer mount the same way.",
+)
+@global_options
+def resume_cmd(run_id: str, workflow: str | None, accept_workflow_change: bool) -> int:
+    """Continue a run from this process (after a crash, a decision or a signal)."""
+    from smithers.runtime.usecases import resume_run
+
+    store = settings().open()
+    try:
+        result = execute(
+            resume_run(
+                store,
+                run_id,
+                workflow=workflow,
+                accept_change=accept_workflow_change,
+                on_event=progress,
+                handle_signals=True,
+            )
+        )
+        return report(result)
+    finally:
+        store.close()
+
+
+COMMANDS = [run_cmd, resume_cmd]
