@@ -21,6 +21,7 @@ from smithers.cli.options import (
     USER_ERROR,
     Fail,
     Settings,
+    emit_json,
     error,
     global_options,
 )
@@ -52,34 +53,41 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 def invoke(argv: list[str] | None) -> int:
     """Run the CLI on ``argv`` and return its exit code (every error already printed)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args:  # `smithers` alone: the help, as `smithers --help` prints it
+        click.echo(cli.get_help(click.Context(cli, info_name="smithers")))
+        return 0
     settings = Settings()
+
+    def fail(exc: BaseException, message: str, code: int) -> int:
+        if settings.as_json or "--json" in args:  # agents read stdout
+            kind = "UsageError" if isinstance(exc, Fail | click.ClickException) else None
+            emit_json({"error": {"type": kind or type(exc).__name__, "message": message}})
+        error(message)
+        return code
+
     try:
-        result = cli.main(args=argv, prog_name="smithers", standalone_mode=False, obj=settings)
+        result = cli.main(args=args, prog_name="smithers", standalone_mode=False, obj=settings)
     except Fail as exc:
-        error(str(exc))
-        return exc.code
-    except click.exceptions.Abort:
+        return fail(exc, str(exc), exc.code)
+    except click.exceptions.Abort as exc:
         # With standalone_mode=False click turns Ctrl-C (KeyboardInterrupt) into Abort.
         if settings.executing:
-            error(
+            message = (
                 f"interrupted; run {settings.executing} stays resumable with "
                 f"`smithers resume {settings.executing}`."
             )
         else:
-            error("interrupted; nothing more was done.")
-        return INTERRUPTED
+            message = "interrupted; nothing more was done."
+        return fail(exc, message, INTERRUPTED)
     except click.ClickException as exc:
-        error(_click_message(exc))
-        return USER_ERROR
-    except KeyboardInterrupt:  # outside click's own handling (e.g. while shutting down)
-        error("interrupted; nothing more was done.")
-        return INTERRUPTED
+        return fail(exc, _click_message(exc), USER_ERROR)
+    except KeyboardInterrupt as exc:  # outside click's own handling (e.g. while shutting down)
+        return fail(exc, "interrupted; nothing more was done.", INTERRUPTED)
     except LeaseLostError as exc:
-        error(str(exc))
-        return EXIT["failed"]
+        return fail(exc, str(exc), EXIT["failed"])
     except SmithersError as exc:
-        error(str(exc))
-        return USER_ERROR
+        return fail(exc, str(exc), USER_ERROR)
     return result if isinstance(result, int) else 0
 
 

@@ -107,36 +107,30 @@ def _decision_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-@click.command("approve")
-@_decision_options
-def approve_cmd(
-    run_id: str,
-    node: str | None,
-    iteration: str | None,
-    note: str | None,
-    by: str | None,
-    no_resume: bool,
-    yes: bool,
-    workflow: str | None,
-) -> int:
-    """Approve a requested gate, then resume the run in this process."""
-    return _decide_cmd(True, run_id, node, iteration, note, by, no_resume, yes, workflow)
+def _decision_command(name: str, approved: bool, help: str) -> click.Command:
+    @click.command(name, help=help)
+    @_decision_options
+    def command(
+        run_id: str,
+        node: str | None,
+        iteration: str | None,
+        note: str | None,
+        by: str | None,
+        no_resume: bool,
+        yes: bool,
+        workflow: str | None,
+    ) -> int:
+        return _decide_cmd(approved, run_id, node, iteration, note, by, no_resume, yes, workflow)
+
+    return command
 
 
-@click.command("deny")
-@_decision_options
-def deny_cmd(
-    run_id: str,
-    node: str | None,
-    iteration: str | None,
-    note: str | None,
-    by: str | None,
-    no_resume: bool,
-    yes: bool,
-    workflow: str | None,
-) -> int:
-    """Deny a requested gate (its on_deny decides what happens), then resume the run."""
-    return _decide_cmd(False, run_id, node, iteration, note, by, no_resume, yes, workflow)
+approve_cmd = _decision_command(
+    "approve", True, "Approve a requested gate, then resume the run in this process."
+)
+deny_cmd = _decision_command(
+    "deny", False, "Deny a requested gate (its on_deny decides what happens), then resume the run."
+)
 
 
 @click.command("signal")

@@ -56,21 +56,23 @@ def report(result: Any, *, note: str | None = None) -> int:
 @global_options
 def run_cmd(target: str, input_: str | None, run_id: str | None, max_concurrency: int) -> int:
     """Run a workflow until it finishes, fails or waits for a person or a signal."""
-    from smithers.runtime.usecases import prepare_start, start
+    from smithers.runtime.api import start_run
+    from smithers.runtime.usecases import prepare_start
 
     value = parse_json(input_, "--input")
     loaded = prepare_start(target, value, run_id)
     store = settings().open(create=True)
     try:
         result = execute(
-            start(
-                loaded,
+            start_run(
+                loaded.definition,
                 value,
                 store=store,
                 run_id=run_id,
                 max_concurrency=max_concurrency,
                 on_event=progress,
                 handle_signals=True,
+                loaded=loaded,
             )
         )
     finally:

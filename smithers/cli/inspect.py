@@ -27,8 +27,10 @@ _JSON = msgspec.json.Encoder()
 _STATUSES = ["running", "waiting-approval", "waiting-signal", "finished", "failed", "cancelled"]
 
 
-def _pretty(document: Any) -> str:
-    return msgspec.json.format(_JSON.encode(document), indent=2).decode()
+def _shown(document: Any) -> str:
+    """JSON for a person (indented), compact under --json (for programs)."""
+    raw = _JSON.encode(document)
+    return raw.decode() if settings().as_json else msgspec.json.format(raw, indent=2).decode()
 
 
 @click.command("status")
@@ -64,7 +66,7 @@ def output_cmd(run_id: str, node: str, iteration: str | None) -> int:
     its = parse_iteration(iteration)
     store = settings().open(readonly=True)
     try:
-        click.echo(_pretty(output_value(store, run_id, node, its)))
+        click.echo(_shown(output_value(store, run_id, node, its)))
         return 0
     finally:
         store.close()
@@ -75,24 +77,33 @@ def output_cmd(run_id: str, node: str, iteration: str | None) -> int:
 @global_options
 def runs_cmd(status: str | None) -> int:
     """List runs (from the status index with --status)."""
-    store = settings().open(readonly=True)
-    try:
-        runs = store.runs(status)
-        if settings().as_json:
-            from smithers.runtime.documents import runs_document
+    from smithers.runtime.documents import resume_command, runs_document, stranded
 
-            emit_json(runs_document(runs))
+    store = settings().open_if_any()
+    try:
+        runs = store.runs(status) if store is not None else []
+        if settings().as_json:
+            emit_json(runs_document(runs, settings().store_flag()))
             return 0
         if not runs:
             out("No runs" + (f" with status {status}." if status else "."))
             return 0
         width = max(len(r.run_id) for r in runs)
-        out_lines(
-            [f"{r.run_id:<{width}}  {r.status:<16}  {r.workflow:<16}  {r.updated_at}" for r in runs]
-        )
+        lines = []
+        for r in runs:
+            shown = "running*" if stranded(r) else r.status
+            lines.append(f"{r.run_id:<{width}}  {shown:<16}  {r.workflow:<16}  {r.updated_at}")
+        stopped = [r.run_id for r in runs if stranded(r)]
+        if stopped:
+            lines.append(
+                "* interrupted: no process is running it; go on with "
+                + ", ".join(f"`{resume_command(rid, settings().store_flag())}`" for rid in stopped)
+            )
+        out_lines(lines)
         return 0
     finally:
-        store.close()
+        if store is not None:
+            store.close()
 
 
 @click.command("approvals")
@@ -102,16 +113,17 @@ def approvals_cmd() -> int:
     from smithers.cli.text import gate_lines
     from smithers.runtime.documents import inbox_document
 
-    store = settings().open(readonly=True)
+    store = settings().open_if_any()
     try:
-        rows = inbox_document(store, settings().store_flag())
+        rows = inbox_document(store, settings().store_flag()) if store is not None else []
         if settings().as_json:
             emit_json(rows)
         else:
             out_lines(gate_lines(rows))
         return 0
     finally:
-        store.close()
+        if store is not None:
+            store.close()
 
 
 def _follow(store: Any, run_id: str | None, after: int) -> Iterator[Any]:
@@ -142,7 +154,13 @@ def events_cmd(run_id: str | None, after: int, follow: bool) -> int:
     from smithers.runtime.documents import event_document
     from smithers.store.base import need_run
 
-    store = settings().open(readonly=True)
+    store = settings().open_if_any()
+    if store is None and run_id is None and not follow:  # nothing has happened yet
+        if settings().as_json:
+            emit_json([])
+        return 0
+    if store is None:
+        store = settings().open(readonly=True)  # says why it cannot
     try:
         if run_id is not None:
             need_run(store, run_id)
@@ -205,7 +223,7 @@ def graph_cmd(target: str | None, input_: str | None, run_id: str | None, fmt: s
         document = graph.to_dict()
         if states is not None:
             document["states"] = states
-        click.echo(_pretty(document))
+        click.echo(_shown(document))
     elif fmt == "mermaid":
         click.echo(graph.to_mermaid(), nl=False)
     elif fmt == "dot":

@@ -77,6 +77,14 @@ class Settings:
         path, _ = self.store_path()
         return open_store(path, create=create, readonly=readonly)
 
+    def open_if_any(self) -> Any:
+        """Open the store to read it, or None when nothing exists at its location yet (a
+        listing of an absent store is empty, not an error)."""
+        path, _ = self.store_path()
+        if "://" not in path and not os.path.exists(path):
+            return None
+        return self.open(readonly=True)
+
     def store_flag(self) -> str:
         """`` --store PATH`` for commands printed for other people, or ``""``."""
         path, by_default = self.store_path()

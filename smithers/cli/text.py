@@ -8,7 +8,16 @@ from typing import Any
 
 import msgspec
 
-from smithers.runtime.documents import StatusView, commands, iteration_text, node_states
+from smithers.runtime.documents import (
+    StatusView,
+    commands,
+    iteration_text,
+    needs_resume,
+    node_states,
+    resume_command,
+    stranded,
+    unapplied,
+)
 from smithers.runtime.lease import describe_owner
 from smithers.store.records import EventRecord
 
@@ -70,9 +79,14 @@ def status_lines(view: StatusView, store_flag: str) -> list[str]:
         f"  workflow: {run.workflow}{where}",
         f"  created:  {run.created_at}   updated: {run.updated_at}",
     ]
-    if run.lease is not None:
+    if stranded(run):
+        owner = f"{describe_owner(run.lease)}, which is gone" if run.lease is not None else "nobody"
+        lines.append(f"  owner:    {owner}: nothing is running this run (it was interrupted)")
+    elif run.lease is not None:
         lease = run.lease
         lines.append(f"  owner:    {describe_owner(lease)} since {lease.acquired_at}")
+    if needs_resume(run, snapshot):
+        lines.append(f"  go on:    {resume_command(run.run_id, store_flag)}")
     if run.error is not None:
         at = f" at `{run.error.node_id}`" if run.error.node_id else ""
         lines.append(f"  error:    {run.error.type}{at}: {run.error.message}")
@@ -84,6 +98,7 @@ def status_lines(view: StatusView, store_flag: str) -> list[str]:
             "",
             f"Attempts: {len(attempts)} recorded" + (f", {len(failed)} not ok:" if failed else "."),
         ]
+        last_of = {(a.node_id, a.iteration): a.number for a in failed}
         for attempt in failed:
             its = f"@{iteration_text(attempt.iteration)}" if attempt.iteration else ""
             last = (attempt.error or "").strip().splitlines()
@@ -91,6 +106,8 @@ def status_lines(view: StatusView, store_flag: str) -> list[str]:
                 f"  {attempt.node_id}{its} attempt {attempt.number} {attempt.outcome}: "
                 f"{last[-1] if last else ''}"
             )
+            if last_of[(attempt.node_id, attempt.iteration)] == attempt.number:
+                lines.extend(f"    {line}" for line in _last_frames(last))
     pending = [a for a in approvals if a.status == "requested"]
     if pending:
         lines += ["", "Pending gates:"]
@@ -106,7 +123,19 @@ def status_lines(view: StatusView, store_flag: str) -> list[str]:
             cmds = commands(run.run_id, a.node_id, a.iteration, "approval", store_flag)
             lines.append(f"    approve: {cmds['approve_command']}")
             lines.append(f"    deny:    {cmds['deny_command']}")
+    waiting_signals = [
+        key for key, record in sorted(snapshot.nodes.items()) if record.state == "waiting-signal"
+    ]
+    if waiting_signals:
+        lines += ["", "Waiting signals:"]
+        for node_id, iteration in waiting_signals:
+            its = f" iteration {iteration_text(iteration)}" if iteration else ""
+            cmds = commands(run.run_id, node_id, iteration, "signal", store_flag)
+            lines.append(f"  {node_id}{its}")
+            lines.append(f"    deliver: {cmds['signal_command']}")
+            lines.append(f"    schema:  {cmds['schema_command']}")
     decided = [a for a in approvals if a.decision is not None]
+    not_applied = {(a.node_id, a.iteration) for a in unapplied(snapshot)}
     if decided:
         lines += ["", "Decisions:"]
         for a in decided:
@@ -116,8 +145,17 @@ def status_lines(view: StatusView, store_flag: str) -> list[str]:
                 f"  {a.node_id}{its}: {a.status} by {a.decided_by} at {a.decided_at}"
                 + (f" - {note!r}" if note else "")
                 + f" (recorded by {a.recorded_by} on {a.recorded_on})"
+                + ("; decided, not applied yet" if (a.node_id, a.iteration) in not_applied else "")
             )
     return lines
+
+
+def _last_frames(lines: list[str], most: int = 8) -> list[str]:
+    """The last frames of a recorded traceback (nothing for a one-line error)."""
+    if len(lines) < 2:
+        return []
+    start = next((i for i, line in enumerate(lines) if line.startswith("Traceback")), 0)
+    return lines[start:][-most:]
 
 
 def gate_lines(rows: list[dict[str, Any]]) -> list[str]:

@@ -46,6 +46,7 @@ __all__ = [
     "RunResult",
     "aresume",
     "arun",
+    "check_run_id",
     "current_graph",
     "resolve_store",
     "result_of",
@@ -66,6 +67,23 @@ def current_graph(store: Store, run_id: str, definition: WorkflowDefinition) -> 
         raise run_not_found(store, run_id)
     view = RunView(RunState(snapshot), last_graph(store, snapshot.run))
     return render_run(definition, view, run_id, snapshot.run.input)[0]
+
+
+def check_run_id(run_id: str, what: str) -> None:
+    """Refuse a run id that is malformed, or that a command line would read as an option.
+
+    Raises:
+        InputError: Naming the id, ``what`` gave it, and the rule.
+    """
+    if not is_valid_id(run_id):
+        raise InputError(
+            f"{what} {run_id!r} is invalid; run ids must match [A-Za-z0-9_.:-]{{1,128}}."
+        )
+    if run_id.startswith("-"):
+        raise InputError(
+            f"{what} {run_id!r} is invalid; a run id may not begin with `-` (commands would "
+            "read it as an option)."
+        )
 
 
 def _check_render() -> bool:
@@ -180,10 +198,8 @@ async def start_run(
     """
     if not isinstance(definition, WorkflowDefinition):
         raise TypeError(f"run() takes what @smithers returns, got {type(definition).__name__}")
-    if run_id is not None and not is_valid_id(run_id):
-        raise InputError(
-            f"Run id {run_id!r} is invalid; run ids must match [A-Za-z0-9_.:-]{{1,128}}."
-        )
+    if run_id is not None:
+        check_run_id(run_id, "Run id")
     if (
         isinstance(max_concurrency, bool)
         or not isinstance(max_concurrency, int)

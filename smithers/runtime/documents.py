@@ -33,14 +33,18 @@ __all__ = [
     "gate_rows",
     "inbox_document",
     "iteration_text",
+    "needs_resume",
     "node_states",
     "output_value",
     "plain",
     "result_document",
+    "resume_command",
     "run_graph",
     "runs_document",
     "status_document",
     "status_view",
+    "stranded",
+    "unapplied",
 ]
 
 _JSON = msgspec.json.Encoder()
@@ -48,6 +52,7 @@ _NO_COMMANDS: dict[str, str | None] = {
     "approve_command": None,
     "deny_command": None,
     "signal_command": None,
+    "schema_command": None,
 }
 
 
@@ -78,12 +83,46 @@ def commands(
             "approve_command": f"smithers approve {base}",
             "deny_command": f"smithers deny {base}",
             "signal_command": None,
+            "schema_command": None,
         }
     return {
         "approve_command": None,
         "deny_command": None,
         "signal_command": f"smithers signal {base} --data '<json>'",
+        "schema_command": f"smithers signal {base} --schema",
     }
+
+
+def stranded(run: RunRecord) -> bool:
+    """Whether a run says ``running`` while no live process runs it (after Ctrl-C, kill -9
+    or a crash): it goes on only when someone resumes it (or a worker does)."""
+    from smithers.runtime.lease import is_dead
+
+    return run.status == "running" and (run.lease is None or is_dead(run.lease))
+
+
+def unapplied(snapshot: RunSnapshot) -> list[ApprovalRecord]:
+    """Decisions recorded whose gate still waits: the run has not applied them yet (the
+    process that recorded them stopped before resuming)."""
+    return [
+        a
+        for key, a in sorted(snapshot.approvals.items())
+        if a.decision is not None
+        and (node := snapshot.nodes.get(key)) is not None
+        and node.state == "waiting-approval"
+    ]
+
+
+def needs_resume(run: RunRecord, snapshot: RunSnapshot | None = None) -> bool:
+    """Whether nothing will move this run until it is resumed."""
+    if stranded(run):
+        return True
+    return snapshot is not None and run.lease is None and bool(unapplied(snapshot))
+
+
+def resume_command(run_id: str, store_flag: str) -> str:
+    """The exact command that goes on with a run."""
+    return f"smithers resume {shlex.quote(run_id)}{store_flag}"
 
 
 # -- run results -------------------------------------------------------------------------------
@@ -187,8 +226,15 @@ def status_document(view: StatusView, store_flag: str) -> dict[str, Any]:
     ]
     run_doc = plain(run)
     run_doc.pop("input", None)
+    waiting = needs_resume(run, view.snapshot)
     return {
         "run": run_doc,
+        "interrupted": stranded(run),
+        "unapplied": [
+            {"node_id": a.node_id, "iteration": list(a.iteration), "status": a.status}
+            for a in unapplied(view.snapshot)
+        ],
+        "resume_command": resume_command(run.run_id, store_flag) if waiting else None,
         "nodes": [plain(r) for _, r in sorted(view.snapshot.nodes.items())],
         "attempts": [plain(a) for a in view.attempts],
         "pending": pending,
@@ -201,12 +247,15 @@ def status_document(view: StatusView, store_flag: str) -> dict[str, Any]:
 # -- the run list ------------------------------------------------------------------------------
 
 
-def runs_document(runs: list[RunRecord]) -> list[dict[str, Any]]:
-    """``smithers runs --json``: one entry per run."""
+def runs_document(runs: list[RunRecord], store_flag: str) -> list[dict[str, Any]]:
+    """``smithers runs --json``: one entry per run (``interrupted`` when it says running but
+    nothing runs it, with the command that resumes it)."""
     return [
         {
             "run_id": r.run_id,
             "status": r.status,
+            "interrupted": stranded(r),
+            "resume_command": resume_command(r.run_id, store_flag) if stranded(r) else None,
             "workflow": r.workflow,
             "created_at": r.created_at,
             "updated_at": r.updated_at,
@@ -241,7 +290,7 @@ def gate_rows(
                     for k, v in commands(
                         run.run_id, a.node_id, a.iteration, "approval", store_flag
                     ).items()
-                    if k != "signal_command"
+                    if k not in ("signal_command", "schema_command")
                 },
             }
         )

@@ -11,13 +11,12 @@ import attrs
 
 from smithers.compiler.render import render
 from smithers.components.definition import WorkflowDefinition
-from smithers.components.element import is_valid_id
-from smithers.errors import InputError, LoadError, RunLockedError, UnknownRunError
+from smithers.errors import LoadError, RunLockedError, UnknownRunError
 from smithers.runtime.api import (
     EventSink,
+    check_run_id,
     current_graph,
     resume_loaded,
-    start_run,
     working_directory,
 )
 from smithers.runtime.decisions import approve, cancel, deny, find_gate, signal
@@ -36,7 +35,6 @@ __all__ = [
     "load_for",
     "prepare_start",
     "resume_run",
-    "start",
 ]
 
 Say = Callable[[str], None]
@@ -102,34 +100,9 @@ def prepare_start(target: str, input: Any, run_id: str | None) -> Loaded:
     """
     loaded = load_definition(target)
     render(loaded.definition, input)
-    if run_id is not None and not is_valid_id(run_id):
-        raise InputError(
-            f"--run-id {run_id!r} is invalid; run ids must match [A-Za-z0-9_.:-]{{1,128}}."
-        )
+    if run_id is not None:
+        check_run_id(run_id, "--run-id")
     return loaded
-
-
-async def start(
-    loaded: Loaded,
-    input: Any,
-    *,
-    store: Store,
-    run_id: str | None,
-    max_concurrency: int,
-    on_event: EventSink | None,
-    handle_signals: bool,
-) -> RunResult:
-    """Create a run of a loaded definition and drive it until it ends or waits."""
-    return await start_run(
-        loaded.definition,
-        input,
-        store=store,
-        run_id=run_id,
-        max_concurrency=max_concurrency,
-        on_event=on_event,
-        handle_signals=handle_signals,
-        loaded=loaded,
-    )
 
 
 async def resume_run(

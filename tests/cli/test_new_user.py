@@ -1,0 +1,216 @@
+"""What a new user hit (issue 7): the store flag losing to the environment, bare `smithers`,
+unusable run ids, JSON errors, interrupted runs that looked alive, decisions not applied yet,
+tracebacks and signals in `status`, listings of a store that does not exist yet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli.helpers import FAILING, GATE, OK, SIGNAL, invoke, one_error, store_state, write
+
+# A task that interrupts its own process, as Ctrl-C would while it runs.
+INTERRUPTED = """
+    import os
+    import signal
+    from smithers import Task, Workflow, smithers
+
+    def press_ctrl_c() -> int:
+        os.kill(os.getpid(), signal.SIGINT)
+        return 1
+
+    @smithers
+    def stops(ctx):
+        return Workflow(
+            Task(id="first", output=int, value=1),
+            Task(id="ctrl-c", output=int, run=press_ctrl_c),
+            name="stops",
+        )
+"""
+
+
+# -- --store ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("before", [True, False])
+def test_store_flag_wins_over_the_environment(tmp_path: Path, before: bool) -> None:
+    """`--store B` (before or after the subcommand) writes into B even when $SMITHERS_STORE
+    names A."""
+    write(tmp_path, "ok.py", OK)
+    env_store, flag_store = tmp_path / "a", tmp_path / "b"
+    args = ["run", "ok.py", "--run-id", "r"]
+    args = ["--store", str(flag_store), *args] if before else [*args, "--store", str(flag_store)]
+    result = invoke(*args, env={"SMITHERS_STORE": str(env_store)})
+    assert result.code == 0, result
+    assert store_state(env_store) is None
+    assert [r["run_id"] for r in store_state(flag_store)["runs"]] == ["r"]
+
+
+def test_the_environment_names_the_store_without_a_flag(tmp_path: Path) -> None:
+    """$SMITHERS_STORE is used when no --store is given."""
+    write(tmp_path, "ok.py", OK)
+    env_store = tmp_path / "a"
+    result = invoke("run", "ok.py", "--run-id", "r", env={"SMITHERS_STORE": str(env_store)})
+    assert result.code == 0, result
+    assert [r["run_id"] for r in store_state(env_store)["runs"]] == ["r"]
+
+
+# -- bare smithers, run ids, JSON errors -------------------------------------------------------
+
+
+def test_bare_smithers_prints_the_help() -> None:
+    """`smithers` alone prints the normal help on stdout and exits 0."""
+    result = invoke()
+    assert result.code == 0
+    assert result.out.startswith("Usage: smithers [OPTIONS] COMMAND [ARGS]...\n")
+    assert "approve" in result.out
+    assert result.err == ""
+
+
+def test_a_run_id_beginning_with_a_dash_is_refused(tmp_path: Path, store_dir: Path) -> None:
+    """`run --run-id -x` is refused before anything is written: the id would read as an
+    option in every later command."""
+    write(tmp_path, "ok.py", OK)
+    result = invoke("--store", str(store_dir), "run", "ok.py", "--run-id", "-x")
+    assert one_error(result) == (
+        "Error: --run-id '-x' is invalid; a run id may not begin with `-` (commands would read "
+        "it as an option)."
+    )
+    assert store_state(store_dir) is None
+
+
+def test_the_python_api_refuses_a_dash_run_id(tmp_path: Path) -> None:
+    """`run(..., run_id="-x")` raises InputError and creates no run."""
+    from smithers import Task, Workflow, run, smithers
+    from smithers.errors import InputError
+
+    @smithers
+    def tiny(ctx: object) -> object:
+        return Workflow(Task(id="t", output=int, value=1), name="tiny")
+
+    with pytest.raises(InputError, match="may not begin with `-`"):
+        run(tiny, store=str(tmp_path / "s"), run_id="-x")
+
+
+def test_json_errors_are_a_document_on_stdout(store_dir: Path) -> None:
+    """With --json an error prints `{"error": {type, message}}` on stdout as well as the
+    `Error:` line on stderr, and exits 4."""
+    write(store_dir.parent, "ok.py", OK)
+    assert invoke("--store", str(store_dir), "run", "ok.py", "--run-id", "r").code == 0
+    result = invoke("--store", str(store_dir), "status", "nope", "--json")
+    assert result.code == 4
+    document = json.loads(result.out)
+    assert document["error"]["type"] == "RunNotFoundError"
+    assert document["error"]["message"].startswith("No run `nope` in the store at ")
+    assert result.errors == [f"Error: {document['error']['message']}"]
+
+
+def test_json_usage_errors_are_a_document_too(store_dir: Path) -> None:
+    """A usage error under --json is a UsageError document."""
+    result = invoke("--json", "--store", str(store_dir), "approve")
+    assert result.code == 4
+    assert json.loads(result.out)["error"]["type"] == "UsageError"
+
+
+def test_json_output_is_compact(tmp_path: Path, store_dir: Path) -> None:
+    """`output --json` prints one compact line; without --json it is indented for people."""
+    write(tmp_path, "ok.py", OK)
+    assert invoke("--store", str(store_dir), "run", "ok.py", "--run-id", "r").code == 0
+    assert invoke("--store", str(store_dir), "output", "r", "second", "--json").out == ('"got 1"\n')
+    graph = invoke("--store", str(store_dir), "graph", "--run", "r", "--json")
+    assert graph.code == 0
+    assert graph.out.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "text", "document"),
+    [
+        (["runs"], "No runs.\n", []),
+        (["approvals"], "No gates are waiting for a decision.\n", []),
+        (["events"], "", []),
+    ],
+)
+def test_listings_of_a_store_not_there_yet_are_empty(
+    store_dir: Path, args: list[str], text: str, document: list[object]
+) -> None:
+    """runs, approvals and events on a store that does not exist yet print an empty result,
+    exit 0, and create nothing."""
+    result = invoke("--store", str(store_dir), *args)
+    assert (result.code, result.out, result.err) == (0, text, "")
+    assert invoke("--store", str(store_dir), *args, "--json").json() == document
+    assert not store_dir.exists()
+
+
+# -- runs that look alive, decisions not applied -------------------------------------------------
+
+
+def test_an_interrupted_run_says_nothing_runs_it(tmp_path: Path, store_dir: Path) -> None:
+    """After Ctrl-C, `status` and `runs` say that no process runs the run and print the exact
+    resume command."""
+    write(tmp_path, "stops.py", INTERRUPTED)
+    stopped = invoke("--store", str(store_dir), "run", "stops.py", "--run-id", "r")
+    assert stopped.code == 130, stopped
+    status = invoke("--store", str(store_dir), "status", "r")
+    assert "Run r  running" in status.out
+    assert "  owner:    nobody: nothing is running this run (it was interrupted)" in status.out
+    assert f"  go on:    smithers resume r --store {store_dir}" in status.out
+    runs = invoke("--store", str(store_dir), "runs")
+    assert runs.out.splitlines()[0].split()[:2] == ["r", "running*"]
+    assert runs.out.splitlines()[-1] == (
+        f"* interrupted: no process is running it; go on with `smithers resume r --store "
+        f"{store_dir}`"
+    )
+    listed = invoke("--store", str(store_dir), "runs", "--json").json()
+    assert listed[0]["interrupted"] is True
+    assert listed[0]["resume_command"] == f"smithers resume r --store {store_dir}"
+    document = invoke("--store", str(store_dir), "status", "r", "--json").json()
+    assert document["interrupted"] is True
+    assert document["resume_command"] == f"smithers resume r --store {store_dir}"
+
+
+def test_a_decision_not_applied_says_so(tmp_path: Path, store_dir: Path) -> None:
+    """A decision recorded while nothing resumed the run shows as "decided, not applied yet"
+    with the resume command."""
+    write(tmp_path, "gated.py", GATE)
+    assert invoke("--store", str(store_dir), "run", "gated.py", "--run-id", "g").code == 3
+    recorded = invoke("--store", str(store_dir), "approve", "g", "--no-resume", "--yes")
+    assert recorded.code == 0, recorded
+    status = invoke("--store", str(store_dir), "status", "g")
+    decision = next(line for line in status.out.splitlines() if line.startswith("  gate: "))
+    assert decision.endswith("; decided, not applied yet")
+    assert f"  go on:    smithers resume g --store {store_dir}" in status.out
+    document = invoke("--store", str(store_dir), "status", "g", "--json").json()
+    assert document["unapplied"] == [{"node_id": "gate", "iteration": [], "status": "approved"}]
+    assert document["interrupted"] is False
+
+
+# -- status shows tracebacks and signals -----------------------------------------------------------
+
+
+def test_status_shows_the_traceback_of_a_failed_attempt(tmp_path: Path, store_dir: Path) -> None:
+    """The text status shows the last frames of a failed attempt, not only its last line."""
+    write(tmp_path, "failing.py", FAILING)
+    assert invoke("--store", str(store_dir), "run", "failing.py", "--run-id", "f").code == 1
+    lines = invoke("--store", str(store_dir), "status", "f").out.splitlines()
+    start = lines.index("  explode attempt 1 failed: ValueError: the disk is full")
+    frames = lines[start + 1 :]
+    assert any(line.strip().startswith('File "') and "failing.py" in line for line in frames)
+    assert '        raise ValueError("the disk is full")' in frames
+    assert "    ValueError: the disk is full" in frames
+
+
+def test_status_of_a_run_waiting_on_a_signal_says_how_to_feed_it(
+    tmp_path: Path, store_dir: Path
+) -> None:
+    """`status` lists a waiting Signal with the exact signal command and the schema command."""
+    write(tmp_path, "waits.py", SIGNAL)
+    assert invoke("--store", str(store_dir), "run", "waits.py", "--run-id", "w").code == 3
+    lines = invoke("--store", str(store_dir), "status", "w").out.splitlines()
+    start = lines.index("Waiting signals:")
+    assert lines[start + 1 : start + 4] == [
+        "  callback",
+        f"    deliver: smithers signal w --node callback --store {store_dir} --data '<json>'",
+        f"    schema:  smithers signal w --node callback --store {store_dir} --schema",
+    ]
