@@ -572,9 +572,10 @@ def test_resume_when_the_definition_cannot_load_writes_nothing(
     assert store_state(busy_store) == before
 
 
-def test_json_error_prints_no_document(tmp_path: Path, busy_store: Path) -> None:
-    """With --json a refused command prints nothing on stdout and one Error line."""
+def test_json_error_prints_an_error_document(tmp_path: Path, busy_store: Path) -> None:
+    """With --json a refused command prints the error document on stdout and one Error line."""
     result = invoke("--store", str(busy_store), "--json", "resume", "nope")
-    assert one_error(result) == (
-        f"Error: No run `nope` in the store at {busy_store}; list runs with `smithers runs`."
-    )
+    message = f"No run `nope` in the store at {busy_store}; list runs with `smithers runs`."
+    assert result.code == 4
+    assert result.json() == {"error": {"type": "RunNotFoundError", "message": message}}
+    assert result.err_lines == [f"Error: {message}"]
