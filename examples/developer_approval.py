@@ -89,10 +89,15 @@ def persist(result: AgentResult, task: TaskInfo) -> Artifacts:
     )
 
 
+def counted(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def review_request(plan: Plan, artifacts: Artifacts, result: AgentResult) -> ApprovalRequest:
     return ApprovalRequest(
         title=f"Apply: {plan.change}?",
-        summary=f"{len(plan.files)} files, {artifacts.patch_bytes} bytes of patch; "
+        summary=f"{counted(len(plan.files), 'file')}, {counted(artifacts.patch_bytes, 'byte')} "
+        "of patch; "
         f"tests {'passed' if result.tests_passed else 'FAILED'}.",
         metadata={"patch": artifacts.patch_ref, "log": artifacts.log_ref},
     )

@@ -240,3 +240,9 @@ def test_developer_approval_from_the_command_line(tmp_path: Path) -> None:
         [record] = s.approvals("dev")
         assert (record.status, record.decided_by) == ("approved", "lead")
         assert s.output("dev", "notify", ()) is not None
+
+
+def test_developer_approval_counts_in_words() -> None:
+    """The review summary says "1 file" and "1 byte", never "1 bytes"."""
+    _, ns = example("developer_approval", "developer_approval")
+    assert [ns["counted"](n, "byte") for n in (0, 1, 2)] == ["0 bytes", "1 byte", "2 bytes"]
