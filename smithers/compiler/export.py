@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from smithers.compiler.iterations import iteration_text
+
 if TYPE_CHECKING:
     from smithers.compiler.graph import Graph, Group, Node
 
@@ -57,7 +59,7 @@ def describe_node(node: Node) -> str:
         bits.append(f'"{node.label}"')
     bits.append(f"-> {node.output_type}")
     if node.iteration:
-        bits.append("@" + ".".join(str(i) for i in node.iteration))
+        bits.append("@" + iteration_text(node.iteration))
     props = {k: v for k, v in node.props.items() if k not in ("mode", "title")}
     bits.extend(f"{k}={v}" for k, v in props.items())
     if node.needs:
