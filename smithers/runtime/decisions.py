@@ -79,8 +79,10 @@ def find_gate(
     falls back to another iteration.
 
     Raises:
-        UnknownGateError, NotAnApprovalError, AmbiguousGateError, GateNotRequestedError.
-        InputError: For an iteration out of range or of the wrong depth for the gate.
+        UnknownGateError, NotAnApprovalError, AmbiguousGateError.
+        GateNotRequestedError: Also for an iteration of the wrong depth for the gate (the
+            message says which iteration is meant).
+        InputError: For an iteration part out of range (not below 2**32) or negative.
     """
     rid = run.run_id
     if iteration is not None:
@@ -191,7 +193,7 @@ def approve(
     Raises:
         UnknownRunError, UnknownGateError, NotAnApprovalError, GateNotRequestedError,
         AlreadyDecidedError, AmbiguousGateError: Nothing was written.
-        InputError: For an iteration out of range or of the wrong depth (nothing written).
+        InputError: For an iteration part out of range or negative (nothing written).
     """
     return _decide(True, run_id, node_id, note=note, by=by, iteration=iteration, store=store)
 
