@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from smithers.errors import SmithersError
     from smithers.runtime.api import PendingNode, RunResult, aresume, arun, resume, run
     from smithers.runtime.decisions import approve, cancel, deny, signal
+    from smithers.runtime.retry import aretry, retry
     from smithers.store import open_store
     from smithers.store.records import ApprovalRecord
 
@@ -62,6 +63,7 @@ _WHERE = {
     "WorkflowDefinition": _COMPONENTS,
     "approve": "smithers.runtime.decisions",
     "aresume": "smithers.runtime.api",
+    "aretry": "smithers.runtime.retry",
     "arun": "smithers.runtime.api",
     "cancel": "smithers.runtime.decisions",
     "component": _COMPONENTS,
@@ -69,6 +71,7 @@ _WHERE = {
     "open_store": "smithers.store",
     "render": "smithers.compiler.render",
     "resume": "smithers.runtime.api",
+    "retry": "smithers.runtime.retry",
     "run": "smithers.runtime.api",
     "signal": "smithers.runtime.decisions",
     "smithers": _COMPONENTS,
@@ -96,6 +99,7 @@ __all__ = [
     "WorkflowDefinition",
     "approve",
     "aresume",
+    "aretry",
     "arun",
     "cancel",
     "component",
@@ -103,6 +107,7 @@ __all__ = [
     "open_store",
     "render",
     "resume",
+    "retry",
     "run",
     "signal",
     "smithers",

@@ -8,12 +8,27 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from smithers.compiler.iterations import iteration_text
+
 if TYPE_CHECKING:
     from smithers.compiler.graph import Graph, Group, Node
 
-__all__ = ["describe_group", "to_dot", "to_json", "to_mermaid", "to_text"]
+__all__ = ["STATE_COLOURS", "describe_group", "to_dot", "to_json", "to_mermaid", "to_text"]
 
 _KIND_TAG = {"task": "[task]", "approval": "[approval]", "signal": "[signal]"}
+
+# One colour per node state (fill, stroke), shared by Mermaid and DOT; a node the states
+# do not mention is pending, as in the text tree.
+STATE_COLOURS: dict[str, tuple[str, str]] = {
+    "pending": ("#ffffff", "#9ca3af"),
+    "in-progress": ("#e0e7ff", "#4338ca"),
+    "waiting-approval": ("#fef3c7", "#b45309"),
+    "waiting-signal": ("#e0f2fe", "#0369a1"),
+    "finished": ("#d1fae5", "#047857"),
+    "failed": ("#fee2e2", "#b91c1c"),
+    "skipped": ("#f3f4f6", "#9ca3af"),
+    "cancelled": ("#e5e7eb", "#4b5563"),
+}
 
 
 def _walk(graph: Graph) -> Iterator[tuple[int, bool, Node | Group]]:
@@ -57,7 +72,7 @@ def describe_node(node: Node) -> str:
         bits.append(f'"{node.label}"')
     bits.append(f"-> {node.output_type}")
     if node.iteration:
-        bits.append("@" + ".".join(str(i) for i in node.iteration))
+        bits.append("@" + iteration_text(node.iteration))
     props = {k: v for k, v in node.props.items() if k not in ("mode", "title")}
     bits.extend(f"{k}={v}" for k, v in props.items())
     if node.needs:
@@ -123,12 +138,21 @@ def _mermaid_label(text: str) -> str:
     return '"' + text.replace('"', "#quot;").replace("\n", " ") + '"'
 
 
-def to_mermaid(graph: Graph) -> str:
+def _state_class(state: str) -> str:
+    return "s_" + state.replace("-", "_")
+
+
+def to_mermaid(graph: Graph, states: Mapping[str, str] | None = None) -> str:
     """The graph as a Mermaid ``flowchart TD``.
 
     Groups are subgraphs; tasks are rectangles, approval gates hexagons, signals
     parallelograms; ``needs`` edges are dotted; a needs on an unmounted node points at a
     dashed placeholder.
+
+    Args:
+        graph: The graph.
+        states: Node id -> state (a run's); each node then shows its state in its label
+            and is coloured by state (``class ... s_finished``) instead of by kind.
     """
     ids = _Ids()
     lines = ["flowchart TD"]
@@ -150,7 +174,10 @@ def to_mermaid(graph: Graph) -> str:
         else:
             node: Node = item  # type: ignore[assignment]
             nid = ids(f"node:{node.id}", "n_")
-            label = _mermaid_label(f"{node.label}: {node.output_type}")
+            text = f"{node.label}: {node.output_type}"
+            if states is not None:
+                text += f" [{states.get(node.id, 'pending')}]"
+            label = _mermaid_label(text)
             shape = {
                 "task": f"[{label}]",
                 "approval": "{{" + label + "}}",
@@ -170,20 +197,45 @@ def to_mermaid(graph: Graph) -> str:
         assert dst is not None
         arrow = " -. needs .-> " if edge.kind == "needs" else " --> "
         lines.append(f"  {src}{arrow}{dst}")
-    lines.append("  classDef approval fill:#fff3cd,stroke:#b8860b,stroke-width:2px")
-    lines.append("  classDef signal fill:#dbeafe,stroke:#1d4ed8")
-    lines.append("  classDef skipped stroke-dasharray:4 3,color:#888")
+    defs, classes = _mermaid_states(graph, ids, states) if states is not None else ([], [])
+    if states is not None:
+        lines.extend(defs)
+    else:
+        lines.append("  classDef approval fill:#fff3cd,stroke:#b8860b,stroke-width:2px")
+        lines.append("  classDef signal fill:#dbeafe,stroke:#1d4ed8")
+        lines.append("  classDef skipped stroke-dasharray:4 3,color:#888")
     lines.append("  classDef missing stroke-dasharray:4 3,fill:#fee2e2")
-    for kind in ("approval", "signal"):
-        members = [ids(f"node:{n.id}", "n_") for n in graph.nodes if n.kind == kind]
-        if members:
-            lines.append(f"  class {','.join(members)} {kind}")
-    skipped = [ids(f"node:{n.id}", "n_") for n in graph.nodes if n.skipped]
-    if skipped:
-        lines.append(f"  class {','.join(skipped)} skipped")
+    lines.extend(classes)
+    if states is None:
+        for kind in ("approval", "signal"):
+            members = [ids(f"node:{n.id}", "n_") for n in graph.nodes if n.kind == kind]
+            if members:
+                lines.append(f"  class {','.join(members)} {kind}")
+        skipped = [ids(f"node:{n.id}", "n_") for n in graph.nodes if n.skipped]
+        if skipped:
+            lines.append(f"  class {','.join(skipped)} skipped")
     if missing:
         lines.append(f"  class {','.join(missing)} missing")
     return "\n".join(lines) + "\n"
+
+
+def _mermaid_states(
+    graph: Graph, ids: _Ids, states: Mapping[str, str]
+) -> tuple[list[str], list[str]]:
+    """A classDef per state present, and the class line of each (in STATE_COLOURS order)."""
+    members: dict[str, list[str]] = {}
+    for node in graph.nodes:
+        state = states.get(node.id, "pending")
+        members.setdefault(state, []).append(ids(f"node:{node.id}", "n_"))
+    order = {state: i for i, state in enumerate(STATE_COLOURS)}
+    present = sorted(members, key=lambda state: (order.get(state, len(order)), state))
+    defs, classes = [], []
+    for state in present:
+        fill, stroke = STATE_COLOURS.get(state, STATE_COLOURS["pending"])
+        dashed = ",stroke-dasharray:4 3" if state in ("skipped", "cancelled") else ""
+        defs.append(f"  classDef {_state_class(state)} fill:{fill},stroke:{stroke}{dashed}")
+        classes.append(f"  class {','.join(members[state])} {_state_class(state)}")
+    return defs, classes
 
 
 def _mermaid_close(depth_of: dict[str, int], depth: int) -> list[str]:
@@ -217,8 +269,28 @@ _DOT_STYLE = {
 }
 
 
-def to_dot(graph: Graph) -> str:
-    """The graph as a Graphviz digraph; groups are clusters, loops can be edge endpoints."""
+_DOT_SHAPE = {
+    "task": ("box", "rounded"),
+    "approval": ("hexagon", "bold"),
+    "signal": ("parallelogram", ""),
+}
+
+
+def _dot_state_style(kind: str, state: str) -> str:
+    shape, style = _DOT_SHAPE[kind]
+    fill, stroke = STATE_COLOURS.get(state, STATE_COLOURS["pending"])
+    styles = ",".join(s for s in (style, "filled", "dashed" if state == "skipped" else "") if s)
+    return f'shape={shape}, style="{styles}", fillcolor="{fill}", color="{stroke}"'
+
+
+def to_dot(graph: Graph, states: Mapping[str, str] | None = None) -> str:
+    """The graph as a Graphviz digraph; groups are clusters, loops can be edge endpoints.
+
+    Args:
+        graph: The graph.
+        states: Node id -> state (a run's); each node then shows its state in its label
+            and is filled with its state's colour instead of its kind's.
+    """
     lines = [
         f"digraph {_dot(graph.workflow)} {{",
         "  compound=true;",
@@ -247,10 +319,15 @@ def to_dot(graph: Graph) -> str:
             open_depths.append(depth)
         else:
             node: Node = item  # type: ignore[assignment]
-            style = _DOT_STYLE[node.kind]
+            label = f"{node.label}\n{node.kind} -> {node.output_type}"
+            if states is None:
+                style = _DOT_STYLE[node.kind]
+            else:
+                state = states.get(node.id, "pending")
+                style = _dot_state_style(node.kind, state)
+                label += f"\n[{state}]"
             if node.skipped:
                 style += ', peripheries=1, fontcolor="#888888"'
-            label = f"{node.label}\n{node.kind} -> {node.output_type}"
             lines.append(f"{pad}{_dot(node.id)} [{style}, label={_dot(label)}];")
     while open_depths:
         lines.append("  " * (open_depths.pop() + 1) + "}")

@@ -217,17 +217,25 @@ class Graph:
 
         return to_json(self, indent=indent)
 
-    def to_mermaid(self) -> str:
-        """Return a Mermaid ``flowchart TD``; gates are hexagons, signals parallelograms."""
+    def to_mermaid(self, states: Mapping[str, str] | None = None) -> str:
+        """Return a Mermaid ``flowchart TD``; gates are hexagons, signals parallelograms.
+
+        With ``states`` (node id -> state), nodes are coloured by state, as ``to_text``
+        marks them.
+        """
         from smithers.compiler.export import to_mermaid
 
-        return to_mermaid(self)
+        return to_mermaid(self, states=states)
 
-    def to_dot(self) -> str:
-        """Return a Graphviz DOT digraph; gates are hexagons, signals parallelograms."""
+    def to_dot(self, states: Mapping[str, str] | None = None) -> str:
+        """Return a Graphviz DOT digraph; gates are hexagons, signals parallelograms.
+
+        With ``states`` (node id -> state), nodes are filled by state, as ``to_text``
+        marks them.
+        """
         from smithers.compiler.export import to_dot
 
-        return to_dot(self)
+        return to_dot(self, states=states)
 
     def to_text(self, states: Mapping[str, str] | None = None) -> str:
         """Return the indented text tree, optionally with a state per node id."""

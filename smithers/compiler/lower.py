@@ -22,6 +22,7 @@ from smithers.compiler.graph import (
     NodeKind,
     foreign_loop,
 )
+from smithers.compiler.origin import raised_at
 from smithers.components.component import ComponentElement
 from smithers.components.element import Element
 from smithers.components.groups import Branch, Loop, Parallel, Sequence, Workflow
@@ -141,8 +142,10 @@ class _Lowering:
             # Keep the error's class (a DefinitionError stays one) and say where it happened.
             raise type(exc)(f"{str(exc).rstrip('.')} (in `{path}`).") from exc
         except Exception as exc:
+            where = raised_at(exc, element.func)
             raise BuildError(
                 f"Component `{element.name}` at `{path}` raised {type(exc).__name__}: {exc}"
+                + (f" (at {where})" if where else "")
             ) from exc
         if not isinstance(result, Element):
             raise CompileError(

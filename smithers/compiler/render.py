@@ -12,6 +12,7 @@ from smithers.compiler.codec import check_value, decode_value, encode_value, typ
 from smithers.compiler.context import Context, MappingSource, OutputSource
 from smithers.compiler.graph import Graph
 from smithers.compiler.lower import LoweringView, compile_tree
+from smithers.compiler.origin import raised_at
 from smithers.components.definition import WorkflowDefinition
 from smithers.errors import (
     BuildError,
@@ -109,8 +110,10 @@ def _build(definition: WorkflowDefinition, ctx: Context, view: LoweringView | No
     except SmithersError:
         raise
     except Exception as exc:
+        where = raised_at(exc, definition.build)
         raise BuildError(
             f"The build function of `{definition.name}` raised {type(exc).__name__}: {exc}"
+            + (f" (at {where})" if where else "")
         ) from exc
     finally:
         ctx.seal()

@@ -14,6 +14,7 @@ import msgspec
 
 from smithers.compiler.codec import check_value, decode_frame
 from smithers.compiler.graph import Graph
+from smithers.compiler.iterations import check_iteration, iteration_hint, iteration_text
 from smithers.components.nodes import Signal
 from smithers.errors import (
     AmbiguousGateError,
@@ -62,7 +63,7 @@ def last_graph(store: Store, run: RunRecord) -> Graph | None:
 
 
 def _its(iteration: Iteration) -> str:
-    return f" iteration {'.'.join(map(str, iteration))}" if iteration else ""
+    return f" iteration {iteration_text(iteration)}" if iteration else ""
 
 
 def _listing(records: list[ApprovalRecord]) -> str:
@@ -74,20 +75,36 @@ def find_gate(
 ) -> tuple[str, Iteration]:
     """Which gate a decision is for: named, or the only requested one.
 
+    A named iteration must be one that was requested: a decision is final, so it never
+    falls back to another iteration.
+
     Raises:
-        UnknownGateError, NotAnApprovalError, AmbiguousGateError, GateNotRequestedError.
+        UnknownGateError, NotAnApprovalError, AmbiguousGateError.
+        GateNotRequestedError: Also for an iteration of the wrong depth for the gate (the
+            message says which iteration is meant).
+        InputError: For an iteration part out of range (not below 2**32) or negative.
     """
-    approvals = store.approvals(run.run_id)
+    rid = run.run_id
+    if iteration is not None:
+        iteration = check_iteration(iteration, None, f"a gate of run `{rid}`")
+    approvals = store.approvals(rid)
     requested = [a for a in approvals if a.status == "requested"]
     if node_id is None:
-        if len(requested) == 1:
-            return requested[0].node_id, requested[0].iteration
+        mine = [a for a in requested if iteration in (None, a.iteration)]
+        if len(mine) == 1:
+            return mine[0].node_id, mine[0].iteration
         if not requested:
             raise GateNotRequestedError(
-                f"Run `{run.run_id}` has no requested gate; see `smithers status {run.run_id}`."
+                f"Run `{rid}` has no requested gate; see `smithers status {rid}`."
+            )
+        if not mine:
+            raise GateNotRequestedError(
+                f"Run `{rid}` has no gate requested at iteration "
+                f"{iteration_text(iteration) or '()'}; requested: {_listing(requested)}; name "
+                "one of those (--node and --iteration)."
             )
         raise AmbiguousGateError(
-            f"Run `{run.run_id}` has {len(requested)} requested gates ({_listing(requested)}); "
+            f"Run `{rid}` has {len(mine)} requested gates ({_listing(mine)}); "
             "name one with --node (and --iteration)."
         )
     graph = last_graph(store, run)
@@ -98,20 +115,27 @@ def find_gate(
             | {n.id for n in (graph.nodes if graph else ()) if n.kind == "approval"}
         )
         known = f"; its gates: {', '.join(f'`{g}`' for g in gates)}" if gates else ""
-        raise UnknownGateError(f"Run `{run.run_id}` has no node `{node_id}`{known}.")
+        raise UnknownGateError(f"Run `{rid}` has no node `{node_id}`{known}.")
     if node is not None and node.kind != "approval":
         raise NotAnApprovalError(
-            f"Node `{node_id}` of run `{run.run_id}` is a {node.kind}, not an approval gate; "
+            f"Node `{node_id}` of run `{rid}` is a {node.kind}, not an approval gate; "
             "only Approval nodes take approve/deny."
         )
-    if iteration is not None:
-        return node_id, iteration
     mine = [a for a in requested if a.node_id == node_id]
+    if iteration is not None:
+        if node is not None and len(iteration) != len(node.loops):
+            depth = len(node.loops)
+            inside = "outside any loop" if depth == 0 else f"inside {depth} loop(s)"
+            raise GateNotRequestedError(
+                f"Gate `{node_id}`{_its(iteration)} of run `{rid}` has not been requested: the "
+                f"gate is {inside}; {iteration_hint(iteration, depth)}."
+            )
+        return node_id, iteration  # the store refuses it if it is not requested now
     if len(mine) == 1:
         return node_id, mine[0].iteration
     if len(mine) > 1:
         raise AmbiguousGateError(
-            f"Gate `{node_id}` of run `{run.run_id}` is requested in several iterations "
+            f"Gate `{node_id}` of run `{rid}` is requested in several iterations "
             f"({_listing(mine)}); pass --iteration."
         )
     return node_id, node.iteration if node is not None else ()
@@ -169,6 +193,7 @@ def approve(
     Raises:
         UnknownRunError, UnknownGateError, NotAnApprovalError, GateNotRequestedError,
         AlreadyDecidedError, AmbiguousGateError: Nothing was written.
+        InputError: For an iteration part out of range or negative (nothing written).
     """
     return _decide(True, run_id, node_id, note=note, by=by, iteration=iteration, store=store)
 
@@ -212,6 +237,8 @@ def signal(
     Raises:
         RunNotFoundError, UnknownNodeError, NotASignalError, AlreadyDeliveredError,
         SignalError: Nothing was written.
+        InputError: For an iteration out of range or whose depth is not the Signal's number
+            of enclosing loops (nothing was written).
     """
     with resolve_store(store) as opened:
         run = need_run(opened, run_id)
@@ -229,6 +256,12 @@ def signal(
             raise NotASignalError(
                 f"Node `{node_id}` of run `{run_id}` is a {node.kind}, not a Signal; only "
                 "Signal nodes take data."
+            )
+        if iteration is not None:
+            # Checked against the node's loops before anything is written: data for an
+            # iteration the node never has would wait there forever.
+            iteration = check_iteration(
+                iteration, len(node.loops), f"signal `{node_id}` of run `{run_id}`"
             )
         element = current.elements.get(node_id) if current is not None else None
         try:

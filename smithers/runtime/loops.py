@@ -56,6 +56,14 @@ class LoopSteps(Scheduler):
         if until:
             self._loop_done(loop_id)
         elif at + 1 >= (group.max_iterations or 1):
+            self.state.event(
+                "loop.max-reached",
+                loop_id,
+                group.iteration[:-1],
+                iterations=at + 1,
+                max_iterations=group.max_iterations,
+                on_max_reached=group.on_max_reached,
+            )
             if group.on_max_reached == "fail":
                 self._fail(
                     ErrorInfo(

@@ -9,11 +9,16 @@ from typing import Any
 
 import msgspec
 
-from smithers.compiler.codec import decode_value
 from smithers.compiler.graph import Graph
-from smithers.errors import OutputTypeChangedError, WorkflowChangedError
+from smithers.errors import OutputTypeChangedError
+from smithers.runtime.compat import (
+    changed_message,
+    changed_refusal,
+    check_outputs,
+    incompatible,
+    source_changed,
+)
 from smithers.runtime.lease import now_iso
-from smithers.runtime.loader import source_hash
 from smithers.runtime.scheduler import Scheduler
 from smithers.store.base import Batch
 from smithers.store.records import AttemptRecord, ErrorInfo
@@ -29,42 +34,19 @@ class RecoverySteps(Scheduler):
         graph = self.graph
         if graph is None or self.failure is not None:
             return
-        for node in graph.nodes:
-            raw = self.state.outputs.get((node.id, node.iteration))
-            if raw is None:
-                continue
-            try:
-                decode_value(raw, self.view.types.get(node.id))
-            except msgspec.ValidationError as exc:
-                self._release()
-                raise OutputTypeChangedError(
-                    f"The committed output of `{node.id}` no longer decodes into "
-                    f"`{node.output_type}` ({exc}); restore the old type or start a new run."
-                ) from None
+        try:
+            check_outputs(graph, self.state.outputs, self.view.types)
+        except OutputTypeChangedError:
+            self._release()
+            raise
         ref = self.state.run.definition
-        current = source_hash(ref.path) if ref is not None else None
-        if ref is None or old is None or current is None or current == ref.source_hash:
+        current = source_changed(self.state.run)
+        if ref is None or old is None or current is None:
             return
-        changed = []
-        for node in old.nodes:
-            record = self.state.nodes.get((node.id, node.iteration))
-            if record is None or record.state != "finished":
-                continue
-            new = graph.by_id.get(node.id)
-            if new is None:
-                changed.append(f"`{node.id}` is no longer mounted")
-            elif (new.kind, new.output_type) != (node.kind, node.output_type):
-                changed.append(
-                    f"`{node.id}` was {node.kind} -> {node.output_type}, now "
-                    f"{new.kind} -> {new.output_type}"
-                )
+        changed = incompatible(old, graph, self.state.nodes)
         if changed and not self.accept_change:
             self._release()
-            raise WorkflowChangedError(
-                f"The workflow source of run `{self.run_id}` changed and finished nodes no "
-                f"longer match: {'; '.join(changed)}; restore the source, or pass "
-                "--accept-workflow-change."
-            )
+            raise changed_refusal(self.run_id, changed)
         self.state.update_run(definition=msgspec.structs.replace(ref, source_hash=current))
         self.state.event(
             "workflow.changed",
@@ -72,6 +54,7 @@ class RecoverySteps(Scheduler):
             new_hash=current,
             changed=changed or None,
             accepted=bool(changed) or None,
+            message=changed_message(changed),
         )
 
     def _release(self, *, quietly: bool = False) -> None:

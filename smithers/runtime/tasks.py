@@ -8,6 +8,7 @@ from typing import Any
 
 from smithers.compiler.codec import validate_value
 from smithers.compiler.graph import Node
+from smithers.compiler.iterations import iteration_text
 from smithers.components.nodes import Task, TaskInfo
 from smithers.errors import SmithersError, ValidationError
 from smithers.runtime.executor import Attempt, Done, error_text, launch, trace_of
@@ -68,7 +69,7 @@ class TaskSteps(Scheduler):
                 self._post(Done(attempt, False, exc, 0.0))
                 continue
             if element.wants_task:
-                its = ".".join(map(str, attempt.iteration))
+                its = iteration_text(attempt.iteration)
                 kwargs["task"] = TaskInfo(
                     run_id=self.run_id,
                     node_id=attempt.node_id,

@@ -419,12 +419,28 @@ def test_build_function_raising_is_a_build_error() -> None:
     def broken(ctx: Any) -> Any:
         raise KeyError("version")
 
+    line = broken.build.__code__.co_firstlineno + 2
     with pytest.raises(
-        BuildError, match=r"^The build function of `broken` raised KeyError: 'version'$"
+        BuildError,
+        match=r"^The build function of `broken` raised KeyError: 'version' \(at "
+        + re.escape(f"{__file__}:{line}")
+        + r"\)$",
     ) as info:
         render(broken)
     assert isinstance(info.value.__cause__, KeyError)
     assert isinstance(info.value, RuntimeError)
+
+
+def test_build_error_names_the_line_of_the_users_file_not_the_library() -> None:
+    """An error raised deep inside a library called by the build names the build's line."""
+
+    @smithers
+    def broken(ctx: Any) -> Any:
+        return int("not a number")
+
+    line = broken.build.__code__.co_firstlineno + 2
+    with pytest.raises(BuildError, match=re.escape(f"(at {__file__}:{line})")):
+        render(broken)
 
 
 def test_component_raising_is_a_build_error_naming_its_path() -> None:
@@ -434,10 +450,12 @@ def test_component_raising_is_a_build_error_naming_its_path() -> None:
     def Flaky(*, n: int) -> Element:
         return task(str(1 // n))
 
+    flaky_line = Flaky.__wrapped__.__code__.co_firstlineno + 2
     with pytest.raises(
         BuildError,
         match=re.escape(
-            "Component `Flaky` at `Workflow(w)/Sequence[1]/Flaky[0]` raised ZeroDivisionError"
+            "Component `Flaky` at `Workflow(w)/Sequence[1]/Flaky[0]` raised ZeroDivisionError: "
+            f"integer division or modulo by zero (at {__file__}:{flaky_line})"
         ),
     ) as info:
         compile_tree(Workflow(task("a"), Sequence(Flaky(n=0)), name="w"))

@@ -845,3 +845,43 @@ def test_needs_on_an_earlier_sibling_loop_gets_its_last_iteration(store: KVStore
     assert run(flow, store).status == "finished"
     found = outputs(store)
     assert [found[("y", (i,))] for i in range(2)] == [20, 21]
+
+
+def test_a_loop_stopping_at_max_iterations_records_an_event(store: KVStore) -> None:
+    """Reaching max_iterations appends `loop.max-reached` with the loop, count and policy,
+    for each policy and for an inner loop at its outer iteration; `until` ending it does not."""
+
+    @smithers.smithers
+    def flow(ctx: Context) -> Workflow:
+        return Workflow(
+            Loop(Task(id="x", output=int, run=counter()), id="L", until=False, max_iterations=2),
+            Loop(
+                Loop(
+                    Task(id="y", output=int, run=counter()), id="in", until=False, max_iterations=1
+                ),
+                id="out",
+                until=lambda c: len(c.outputs("y")) >= 2,
+                max_iterations=3,
+            ),
+            Loop(
+                Task(id="z", output=int, run=counter()),
+                id="F",
+                until=False,
+                max_iterations=1,
+                on_max_reached="fail",
+            ),
+            name="flow",
+        )
+
+    assert run(flow, store).status == "failed"
+    found = [
+        (e.node_id, e.iteration, e.data)
+        for e in store.events(run_id="r")
+        if e.type == "loop.max-reached"
+    ]
+    assert found == [
+        ("L", (), {"iterations": 2, "max_iterations": 2, "on_max_reached": "return-last"}),
+        ("in", (0,), {"iterations": 1, "max_iterations": 1, "on_max_reached": "return-last"}),
+        ("in", (1,), {"iterations": 1, "max_iterations": 1, "on_max_reached": "return-last"}),
+        ("F", (), {"iterations": 1, "max_iterations": 1, "on_max_reached": "fail"}),
+    ]
