@@ -53,6 +53,7 @@ __all__ = [
     "resume",
     "resume_loaded",
     "run",
+    "run_in_loop",
     "start_run",
     "working_directory",
 ]
@@ -105,7 +106,9 @@ def _ref_of(definition: WorkflowDefinition) -> DefinitionRef:
     )
 
 
-def _run_in_loop(coro: Any, what: str) -> Any:
+def run_in_loop(coro: Any, what: str) -> Any:
+    """Run a coroutine of a sync API function (`run`, `resume`, `retry`) to its end; refuse
+    inside a running event loop, naming the async twin."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -143,7 +146,7 @@ def run(
         InputError: Bad input, a bad or taken run id, or a bad max_concurrency.
         RuntimeError: When called inside a running event loop (use `arun`).
     """
-    return _run_in_loop(  # type: ignore[no-any-return]
+    return run_in_loop(  # type: ignore[no-any-return]
         start_run(
             definition,
             input,
@@ -297,7 +300,7 @@ def resume(
         WorkflowChangedError: When the source changed incompatibly.
         OutputTypeChangedError: When a committed output no longer decodes.
     """
-    return _run_in_loop(  # type: ignore[no-any-return]
+    return run_in_loop(  # type: ignore[no-any-return]
         _resume(
             run_id,
             store=store,

@@ -18,10 +18,10 @@ from smithers.errors import InputError
 from smithers.runtime.api import (
     EventSink,
     RunResult,
-    _resume_loaded,
-    _run_in_loop,
-    _working_directory,
     resolve_store,
+    resume_loaded,
+    run_in_loop,
+    working_directory,
 )
 from smithers.runtime.compat import check_resumable
 from smithers.runtime.lease import now_iso
@@ -150,7 +150,7 @@ def retry(
         LoadError, WorkflowChangedError, OutputTypeChangedError: As `resume` (nothing written).
         RunLockedError: When a live process owns the run.
     """
-    return _run_in_loop(  # type: ignore[no-any-return]
+    return run_in_loop(  # type: ignore[no-any-return]
         _retry(
             run_id,
             node=node,
@@ -197,7 +197,7 @@ async def _retry(
         assert snapshot is not None
         keys = retry_plan(snapshot, _last_graph(opened, run), node)
         ref = run.definition
-        with _working_directory(ref.cwd if ref else None):
+        with working_directory(ref.cwd if ref else None):
             if definition is None:
                 if ref is None:
                     raise InputError(f"Run `{run_id}` recorded no definition; pass one.")
@@ -234,7 +234,7 @@ async def _retry(
                     )
                 )
             fresh = need_run(opened, run_id)
-            return await _resume_loaded(
+            return await resume_loaded(
                 opened,
                 fresh,
                 definition,
