@@ -8,10 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+import msgspec
 
 from smithers.cli.execute import progress, report, say
 from smithers.cli.options import (
     Fail,
+    emit_json,
     execute,
     global_options,
     parse_iteration,
@@ -136,17 +138,28 @@ deny_cmd = _decision_command(
 @click.command("signal")
 @click.argument("run_id")
 @click.option("--node", required=True, metavar="NODE", help="The Signal's id.")
-@click.option("--data", required=True, metavar="JSON|@FILE", help="The data to deliver.")
+@click.option("--data", metavar="JSON|@FILE", help="The data to deliver.")
+@click.option("--schema", is_flag=True, help="Print the JSON Schema the data must match.")
 @click.option("--iteration", metavar="I", help="The Signal's loop iteration, e.g. 1.0.")
 @click.option("--no-resume", is_flag=True, help="Only record; do not resume the run.")
 @click.option("--workflow", metavar="FILE[:ATTR]", help="Resume with this definition.")
 @global_options
 def signal_cmd(
-    run_id: str, node: str, data: str, iteration: str | None, no_resume: bool, workflow: str | None
+    run_id: str,
+    node: str,
+    data: str | None,
+    schema: bool,
+    iteration: str | None,
+    no_resume: bool,
+    workflow: str | None,
 ) -> int:
     """Deliver data to a Signal (even before the run reaches it), then resume the run."""
     from smithers.runtime.usecases import deliver
 
+    if schema:
+        return _print_schema(run_id, node, workflow, data)
+    if data is None:
+        raise Fail("Missing option '--data' (see `smithers signal --help`).")
     value = parse_json(data, "--data")
     its = parse_iteration(iteration)
     store = settings().open()
@@ -168,6 +181,23 @@ def signal_cmd(
         return _finish(outcome)
     finally:
         store.close()
+
+
+def _print_schema(run_id: str, node: str, workflow: str | None, data: str | None) -> int:
+    from smithers.runtime.usecases import expected_data
+
+    if data is not None:
+        raise Fail("--schema prints what --data must look like; pass one of them, not both.")
+    store = settings().open(readonly=True)
+    try:
+        schema = expected_data(store, run_id, node, workflow=workflow)
+    finally:
+        store.close()
+    if settings().as_json:
+        emit_json(schema)
+    else:
+        click.echo(msgspec.json.format(msgspec.json.encode(schema), indent=2).decode())
+    return 0
 
 
 @click.command("cancel")

@@ -110,4 +110,35 @@ def resume_cmd(run_id: str, workflow: str | None, accept_workflow_change: bool) 
         store.close()
 
 
-COMMANDS = [run_cmd, resume_cmd]
+@click.command("retry")
+@click.argument("run_id")
+@click.option(
+    "--node",
+    metavar="NODE",
+    help="Also ask again a gate denied under on_deny='fail' (failed tasks always re-run).",
+)
+@click.option("--workflow", metavar="FILE[:ATTR]", help="Load the definition from here.")
+@global_options
+def retry_cmd(run_id: str, node: str | None, workflow: str | None) -> int:
+    """Re-run the failed nodes of a failed run (after fixing the code), keeping every
+    finished output."""
+    from smithers.runtime.usecases import retry_run
+
+    store = settings().open()
+    try:
+        result = execute(
+            retry_run(
+                store,
+                run_id,
+                node=node,
+                workflow=workflow,
+                on_event=progress,
+                handle_signals=True,
+            )
+        )
+        return report(result)
+    finally:
+        store.close()
+
+
+COMMANDS = [run_cmd, resume_cmd, retry_cmd]

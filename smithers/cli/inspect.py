@@ -225,9 +225,9 @@ def graph_cmd(target: str | None, input_: str | None, run_id: str | None, fmt: s
             document["states"] = states
         click.echo(_shown(document))
     elif fmt == "mermaid":
-        click.echo(graph.to_mermaid(), nl=False)
+        click.echo(graph.to_mermaid(states=states), nl=False)
     elif fmt == "dot":
-        click.echo(graph.to_dot(), nl=False)
+        click.echo(graph.to_dot(states=states), nl=False)
     else:
         out(graph.to_text(states=states))
     return 0

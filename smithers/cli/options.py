@@ -179,15 +179,11 @@ def parse_json(value: str | None, what: str) -> Any:
 
 
 def parse_iteration(value: str | None) -> tuple[int, ...] | None:
-    """``--iteration 1.0`` -> ``(1, 0)``; ``""`` -> ``()``; absent -> None."""
-    if value is None:
-        return None
-    if value == "":
-        return ()
-    try:
-        parts = tuple(int(p) for p in value.split("."))
-    except ValueError:
-        parts = (-1,)
-    if any(p < 0 for p in parts):
-        raise Fail(f"--iteration {value!r} is invalid; pass dot-separated numbers such as 1.0.")
-    return parts
+    """``--iteration 1.0`` -> ``(1, 0)``; ``""`` -> ``()``; absent -> None.
+
+    Raises:
+        InputError: For a malformed or out-of-range value (one sentence with the fix).
+    """
+    from smithers.compiler.iterations import parse_iteration as parse
+
+    return None if value is None else parse(value)

@@ -217,10 +217,18 @@ def progress_line(event: EventRecord) -> str | None:
     if kind == "signal.rejected":
         return f"  rejected  data for {node}: {data.get('error', '')}"
     if kind == "workflow.changed":
-        return (
-            "Warning: the workflow's source changed since this run started; finished nodes "
-            "still mount the same way, so it goes on."
+        return "Warning: " + str(
+            data.get("message")
+            or "the workflow's source changed since this run started; it goes on."
         )
+    if kind == "loop.max-reached":
+        return (
+            f"  stopped   loop {node} at max_iterations={data.get('max_iterations')} "
+            f"({data.get('on_max_reached')})"
+        )
+    if kind == "run.retried":
+        nodes = ", ".join(data.get("nodes") or ()) or "no failed node"
+        return f"Run {event.run_id} retried: {nodes} run again"
     if kind in ("run.started", "run.resumed"):
         verb = "started" if kind == "run.started" else "resumed"
         return f"Run {event.run_id} {verb} (pid {data.get('pid')})"

@@ -10,11 +10,26 @@ import attrs
 from smithers.components.element import Element
 from smithers.components.groups import Loop
 
-__all__ = ["Edge", "EdgeKind", "Graph", "Group", "GroupKind", "Node", "NodeKind", "foreign_loop"]
+__all__ = [
+    "Edge",
+    "EdgeKind",
+    "Graph",
+    "Group",
+    "GroupKind",
+    "Node",
+    "NodeKind",
+    "a_kind",
+    "foreign_loop",
+]
 
 NodeKind = Literal["task", "approval", "signal"]
 GroupKind = Literal["workflow", "sequence", "parallel", "branch", "loop", "component"]
 EdgeKind = Literal["sequence", "loop", "needs"]
+
+
+def a_kind(kind: NodeKind) -> str:
+    """A node kind with its article, for messages: ``an approval``, ``a task``."""
+    return f"an {kind}" if kind == "approval" else f"a {kind}"
 
 
 @attrs.frozen(kw_only=True, slots=True)

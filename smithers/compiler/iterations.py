@@ -47,9 +47,7 @@ def parse_iteration(text: str, *, option: str = "--iteration") -> tuple[int, ...
         return ()
     parts = text.split(".")
     if not all(_PART.fullmatch(part) for part in parts):
-        raise InputError(
-            f"{option} {text!r} is invalid; pass dot-separated numbers from 0, such as 1.0."
-        )
+        raise InputError(f"{option} {text!r} is invalid; pass dot-separated numbers such as 1.0.")
     iteration = tuple(int(part) for part in parts)
     if any(part >= ITERATION_LIMIT for part in iteration):
         raise InputError(

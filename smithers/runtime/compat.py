@@ -13,11 +13,12 @@ from typing import Any
 
 import msgspec
 
-from smithers.compiler.codec import decode_frame, decode_value
+from smithers.compiler.codec import decode_value
 from smithers.compiler.graph import Graph
 from smithers.components.definition import WorkflowDefinition
 from smithers.errors import OutputTypeChangedError, WorkflowChangedError
 from smithers.runtime.loader import source_hash
+from smithers.runtime.results import last_graph
 from smithers.runtime.state import RunState
 from smithers.runtime.view import RunView, render_run
 from smithers.store.base import NodeKey, Store
@@ -80,11 +81,15 @@ def check_outputs(graph: Graph, outputs: Mapping[NodeKey, bytes], types: Mapping
             ) from None
 
 
-def changed_refusal(run_id: str, changed: list[str]) -> WorkflowChangedError:
-    """The error resume raises for an incompatible change (one message everywhere)."""
+RESUME_FIX = "restore the source, or resume with --accept-workflow-change."
+
+
+def changed_refusal(run_id: str, changed: list[str], fix: str = RESUME_FIX) -> WorkflowChangedError:
+    """The error for an incompatible change (one message everywhere; ``fix`` names the
+    options the refused command has)."""
     return WorkflowChangedError(
         f"The workflow source of run `{run_id}` changed and finished nodes no longer match: "
-        f"{'; '.join(changed)}; restore the source, or resume with --accept-workflow-change."
+        f"{'; '.join(changed)}; {fix}"
     )
 
 
@@ -107,6 +112,7 @@ def check_resumable(
     definition: WorkflowDefinition,
     *,
     accept_workflow_change: bool = False,
+    fix: str = RESUME_FIX,
 ) -> None:
     """Check that resuming ``run`` with ``definition`` would not be refused; write nothing.
 
@@ -120,6 +126,7 @@ def check_resumable(
         run: The run's record.
         definition: The definition a resume would use (loaded, or given with --workflow).
         accept_workflow_change: Skip the source-change check, as resume's option does.
+        fix: The options to name in a refusal (those of the command that asked).
 
     Raises:
         WorkflowChangedError: When finished nodes no longer match (unless accepted).
@@ -129,10 +136,7 @@ def check_resumable(
     snapshot = store.load(run.run_id)
     if snapshot is None:
         return
-    last = None
-    if snapshot.run.frame:
-        raw = store.frame(snapshot.run.frame)
-        last = decode_frame(raw) if raw else None
+    last = last_graph(store, snapshot.run)
     view = RunView(RunState(snapshot), last)
     graph, _ = render_run(definition, view, run.run_id, snapshot.run.input)
     check_outputs(graph, snapshot.outputs, view.types)
@@ -140,4 +144,4 @@ def check_resumable(
         return
     changed = incompatible(last, graph, snapshot.nodes)
     if changed:
-        raise changed_refusal(run.run_id, changed)
+        raise changed_refusal(run.run_id, changed, fix)

@@ -12,8 +12,8 @@ from typing import Any
 
 import msgspec
 
-from smithers.compiler.codec import check_value, decode_frame
-from smithers.compiler.graph import Graph
+from smithers.compiler.codec import check_value
+from smithers.compiler.graph import Graph, a_kind
 from smithers.compiler.iterations import check_iteration, iteration_hint, iteration_text
 from smithers.components.nodes import Signal
 from smithers.errors import (
@@ -26,8 +26,8 @@ from smithers.errors import (
     UnknownNodeError,
     UnknownRunError,
 )
-from smithers.runtime.api import RunResult, resolve_store, result_of
 from smithers.runtime.lease import hostname, is_dead, new_lease, now_iso, os_user
+from smithers.runtime.results import RunResult, last_graph, resolve_store, result_of
 from smithers.runtime.state import RunState
 from smithers.store.base import Batch, Decision, Store, need_run
 from smithers.store.records import (
@@ -44,7 +44,6 @@ __all__ = [
     "decider",
     "deny",
     "find_gate",
-    "last_graph",
     "signal",
 ]
 
@@ -52,14 +51,6 @@ __all__ = [
 def decider(by: str | None = None) -> str:
     """Who decides: ``by``, else ``$SMITHERS_ACTOR``, else the OS user."""
     return by or os.environ.get("SMITHERS_ACTOR") or os_user()
-
-
-def last_graph(store: Store, run: RunRecord) -> Graph | None:
-    """The run's latest graph frame (node ids, kinds, paths; no callables)."""
-    if not run.frame:
-        return None
-    raw = store.frame(run.frame)
-    return decode_frame(raw) if raw else None
 
 
 def _its(iteration: Iteration) -> str:
@@ -118,7 +109,7 @@ def find_gate(
         raise UnknownGateError(f"Run `{rid}` has no node `{node_id}`{known}.")
     if node is not None and node.kind != "approval":
         raise NotAnApprovalError(
-            f"Node `{node_id}` of run `{rid}` is a {node.kind}, not an approval gate; "
+            f"Node `{node_id}` of run `{rid}` is {a_kind(node.kind)}, not an approval gate; "
             "only Approval nodes take approve/deny."
         )
     mine = [a for a in requested if a.node_id == node_id]
@@ -254,7 +245,7 @@ def signal(
             raise UnknownNodeError(f"Run `{run_id}` has no node `{node_id}`{known}.")
         if node.kind != "signal":
             raise NotASignalError(
-                f"Node `{node_id}` of run `{run_id}` is a {node.kind}, not a Signal; only "
+                f"Node `{node_id}` of run `{run_id}` is {a_kind(node.kind)}, not a Signal; only "
                 "Signal nodes take data."
             )
         if iteration is not None:

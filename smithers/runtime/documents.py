@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import msgspec
 
+from smithers.compiler.iterations import iteration_text
 from smithers.errors import UnknownNodeError
 from smithers.store.base import RunSnapshot, Store, run_not_found
 from smithers.store.records import (
@@ -54,11 +55,6 @@ _NO_COMMANDS: dict[str, str | None] = {
     "signal_command": None,
     "schema_command": None,
 }
-
-
-def iteration_text(iteration: Iteration | None) -> str:
-    """``(1, 0)`` -> ``1.0`` (the CLI's ``--iteration`` form); ``()`` -> ``""``."""
-    return ".".join(map(str, iteration)) if iteration else ""
 
 
 def plain(value: Any) -> Any:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import msgspec
 
-from smithers.compiler.codec import decode_frame
 from smithers.compiler.graph import Graph
 from smithers.compiler.iterations import iteration_text
 from smithers.components.definition import WorkflowDefinition
@@ -26,10 +25,16 @@ from smithers.runtime.api import (
 from smithers.runtime.compat import check_resumable
 from smithers.runtime.lease import now_iso
 from smithers.runtime.loader import load_ref
+from smithers.runtime.results import last_graph
 from smithers.store.base import Batch, NodeKey, RunSnapshot, Store, need_run
-from smithers.store.records import EventRecord, NewEvent, NodeRecord, RunRecord
+from smithers.store.records import EventRecord, NewEvent, NodeRecord
 
-__all__ = ["aretry", "retry", "retry_plan"]
+__all__ = [
+    "aretry",
+    "retry",
+    "retry_loaded",
+    "retry_plan",
+]
 
 _NEXT = {
     "finished": "nothing to retry; start a new run to run it again",
@@ -112,11 +117,6 @@ def _reset(record: NodeRecord) -> NodeRecord:
     )
 
 
-def _last_graph(store: Store, run: RunRecord) -> Graph | None:
-    raw = store.frame(run.frame) if run.frame else None
-    return decode_frame(raw) if raw else None
-
-
 def retry(
     run_id: str,
     *,
@@ -151,7 +151,7 @@ def retry(
         RunLockedError: When a live process owns the run.
     """
     return run_in_loop(  # type: ignore[no-any-return]
-        _retry(
+        retry_loaded(
             run_id,
             node=node,
             store=store,
@@ -172,7 +172,7 @@ async def aretry(
     on_event: EventSink | None = None,
 ) -> RunResult:
     """`retry` for callers inside an event loop."""
-    return await _retry(
+    return await retry_loaded(
         run_id,
         node=node,
         store=store,
@@ -182,7 +182,7 @@ async def aretry(
     )
 
 
-async def _retry(
+async def retry_loaded(
     run_id: str,
     *,
     node: str | None,
@@ -191,11 +191,12 @@ async def _retry(
     on_event: EventSink | None,
     handle_signals: bool,
 ) -> RunResult:
+    """`retry` with the choice of signal handling (what every front end shares)."""
     with resolve_store(store) as opened:
         run = need_run(opened, run_id)
         snapshot = opened.load(run_id)
         assert snapshot is not None
-        keys = retry_plan(snapshot, _last_graph(opened, run), node)
+        keys = retry_plan(snapshot, last_graph(opened, run), node)
         ref = run.definition
         with working_directory(ref.cwd if ref else None):
             if definition is None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from smithers.compiler.graph import Graph
+from smithers.compiler.graph import Graph, a_kind
 from smithers.components.nodes import Signal
 from smithers.errors import NotASignalError, SignalError, UnknownNodeError
 
@@ -36,7 +36,8 @@ def signal_schema(graph: Graph, node_id: str) -> dict[str, Any]:
         raise UnknownNodeError(f"Workflow `{graph.workflow}` has no node `{node_id}`{known}.")
     if node.kind != "signal":
         raise NotASignalError(
-            f"Node `{node_id}` of workflow `{graph.workflow}` is a {node.kind}, not a Signal; "
+            f"Node `{node_id}` of workflow `{graph.workflow}` is {a_kind(node.kind)}, "
+            "not a Signal; "
             "only Signal nodes take data."
         )
     element = graph.elements.get(node_id)

@@ -19,11 +19,14 @@ from smithers.runtime.api import (
     resume_loaded,
     working_directory,
 )
+from smithers.runtime.compat import check_resumable
 from smithers.runtime.decisions import approve, cancel, deny, find_gate, signal
 from smithers.runtime.documents import iteration_text
 from smithers.runtime.lease import describe_owner, is_dead
 from smithers.runtime.loader import Loaded, load_definition, load_ref
 from smithers.runtime.results import RunResult, result_of
+from smithers.runtime.retry import retry_loaded
+from smithers.runtime.schema import signal_schema
 from smithers.store.base import Store, need_run
 from smithers.store.records import TERMINAL_RUN_STATUSES, ApprovalRecord, Iteration, RunRecord
 
@@ -32,9 +35,11 @@ __all__ = [
     "cancel_run",
     "decide",
     "deliver",
+    "expected_data",
     "load_for",
     "prepare_start",
     "resume_run",
+    "retry_run",
 ]
 
 Say = Callable[[str], None]
@@ -43,6 +48,12 @@ Say = Callable[[str], None]
 RESUME_HINT = "pass --workflow FILE[:ATTR]."
 DECIDE_HINT = "pass --no-resume to only record the decision, or --workflow FILE[:ATTR]."
 SIGNAL_HINT = "pass --no-resume to only record the data, or --workflow FILE[:ATTR]."
+DECIDE_FIX = (
+    "restore the source, pass --workflow FILE[:ATTR] with a definition that still fits, or "
+    "pass --no-resume to only record the decision (then `smithers resume {run_id} "
+    "--accept-workflow-change`)."
+)
+SIGNAL_FIX = DECIDE_FIX.replace("the decision", "the data")
 
 
 @attrs.frozen
@@ -87,6 +98,14 @@ def load_for(run: RunRecord, workflow: str | None, *, hint: str) -> WorkflowDefi
 
 def _cwd(run: RunRecord) -> str | None:
     return run.definition.cwd if run.definition is not None else None
+
+
+def _check_goes_on(store: Store, run: RunRecord, definition: WorkflowDefinition, fix: str) -> None:
+    """Refuse, before anything is recorded, a definition the resume that follows would
+    refuse (a decision is final: a command that exits 4 must have written nothing)."""
+    with working_directory(_cwd(run)):
+        fix = f"nothing was recorded; {fix.format(run_id=run.run_id)}"
+        check_resumable(store, run, definition, fix=fix)
 
 
 # -- start / resume ----------------------------------------------------------------------------
@@ -134,6 +153,33 @@ async def resume_run(
             on_event=on_event,
             handle_signals=handle_signals,
         )
+
+
+async def retry_run(
+    store: Store,
+    run_id: str,
+    *,
+    node: str | None = None,
+    workflow: str | None = None,
+    on_event: EventSink | None = None,
+    handle_signals: bool = False,
+) -> RunResult:
+    """Re-run a failed run's failed nodes, keeping every finished output (see `retry`).
+
+    Raises:
+        RunNotFoundError, InputError, LoadError, WorkflowChangedError, RunLockedError:
+        nothing was written.
+    """
+    run = need_run(store, run_id)
+    definition = load_for(run, workflow, hint=RESUME_HINT)
+    return await retry_loaded(
+        run_id,
+        node=node,
+        store=store,
+        definition=definition,
+        on_event=on_event,
+        handle_signals=handle_signals,
+    )
 
 
 async def _go_on(
@@ -200,7 +246,10 @@ async def decide(
         UnknownRunError, LoadError, and the `ApprovalError` family: nothing was written.
     """
     run = need_run(store, run_id, UnknownRunError)
-    definition = load_for(run, workflow, hint=DECIDE_HINT) if resume else None
+    definition = None
+    if resume:
+        definition = load_for(run, workflow, hint=DECIDE_HINT)
+        _check_goes_on(store, run, definition, DECIDE_FIX)
     gate, its = find_gate(store, run, node_id, iteration)
     if confirm is not None:
         record = next(
@@ -252,6 +301,8 @@ async def deliver(
         if resume:
             raise
     if definition is not None:  # validate the data before anything is written
+        if resume:
+            _check_goes_on(store, run, definition, SIGNAL_FIX)
         with working_directory(_cwd(run)):
             graph = current_graph(store, run_id, definition)
     signal(run_id, node_id, data, store=store, iteration=iteration, graph=graph)
@@ -270,6 +321,20 @@ async def deliver(
         on_event=on_event,
         handle_signals=handle_signals,
     )
+
+
+def expected_data(
+    store: Store, run_id: str, node_id: str, *, workflow: str | None = None
+) -> dict[str, Any]:
+    """The JSON Schema of the data a Signal of the run takes (``signal --schema``).
+
+    Raises:
+        RunNotFoundError, LoadError, UnknownNodeError, NotASignalError.
+    """
+    run = need_run(store, run_id)
+    definition = load_for(run, workflow, hint=RESUME_HINT)
+    with working_directory(_cwd(run)):
+        return signal_schema(current_graph(store, run_id, definition), node_id)
 
 
 def cancel_run(store: Store, run_id: str) -> Outcome:

@@ -214,3 +214,211 @@ def test_status_of_a_run_waiting_on_a_signal_says_how_to_feed_it(
         f"    deliver: smithers signal w --node callback --store {store_dir} --data '<json>'",
         f"    schema:  smithers signal w --node callback --store {store_dir} --schema",
     ]
+
+
+# -- decisions and signals aimed at the wrong thing ---------------------------------------------
+
+ONE_LOOP_GATE = """
+    from smithers import Approval, ApprovalRequest, Loop, Task, Workflow, smithers
+
+    @smithers
+    def review(ctx):
+        return Workflow(
+            Loop(
+                Approval(id="review", request=ApprovalRequest(title="Again?"), on_deny="continue"),
+                id="rounds",
+                until=lambda ctx: len(ctx.outputs("review")) >= 2,
+                max_iterations=3,
+            ),
+            Task(id="done", output=int, value=1),
+            name="review",
+        )
+"""
+
+
+@pytest.mark.parametrize("verb", ["approve", "deny"])
+def test_an_iteration_without_node_is_not_ignored(
+    tmp_path: Path, store_dir: Path, verb: str
+) -> None:
+    """`deny RUN --iteration 7` with the gate requested at iteration 0 is refused, not applied
+    to iteration 0; nothing is written."""
+    write(tmp_path, "review.py", ONE_LOOP_GATE)
+    assert invoke("--store", str(store_dir), "run", "review.py", "--run-id", "r").code == 3
+    before = store_state(store_dir)
+    result = invoke("--store", str(store_dir), verb, "r", "--iteration", "7", "--no-resume")
+    assert one_error(result).startswith(
+        "Error: Run `r` has no gate requested at iteration 7; requested: `review` iteration 0"
+    )
+    assert store_state(store_dir) == before
+
+
+def test_a_two_level_iteration_on_a_one_level_loop_says_which_to_use(
+    tmp_path: Path, store_dir: Path
+) -> None:
+    """`--iteration 0.0` on a gate in one loop names the form that works (`--iteration 0`)."""
+    write(tmp_path, "review.py", ONE_LOOP_GATE)
+    assert invoke("--store", str(store_dir), "run", "review.py", "--run-id", "r").code == 3
+    before = store_state(store_dir)
+    result = invoke(
+        "--store", str(store_dir), "approve", "r", "--node", "review", "--iteration", "0.0"
+    )
+    assert "use --iteration 0" in one_error(result)
+    assert store_state(store_dir) == before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["approve", "r", "--node", "review", "--iteration", "4294967296"],
+        ["signal", "r", "--node", "review", "--iteration", "4294967296", "--data", "{}"],
+        ["output", "r", "review", "--iteration", "4294967296"],
+    ],
+)
+def test_huge_iterations_are_one_error_line(
+    tmp_path: Path, store_dir: Path, args: list[str]
+) -> None:
+    """An iteration part of 2**32 or more is one `Error:` line, exit 4, not a traceback."""
+    write(tmp_path, "review.py", ONE_LOOP_GATE)
+    assert invoke("--store", str(store_dir), "run", "review.py", "--run-id", "r").code == 3
+    assert one_error(invoke("--store", str(store_dir), *args)) == (
+        "Error: --iteration '4294967296' is out of range; each part must be below 4294967296."
+    )
+
+
+@pytest.mark.parametrize("iteration", ["3", "3.1"])
+def test_a_signal_iteration_outside_any_loop_is_refused(
+    tmp_path: Path, store_dir: Path, iteration: str
+) -> None:
+    """`signal --iteration 3` on a Signal outside any loop is refused; nothing is recorded."""
+    write(tmp_path, "waits.py", SIGNAL)
+    assert invoke("--store", str(store_dir), "run", "waits.py", "--run-id", "w").code == 3
+    before = store_state(store_dir)
+    result = invoke(
+        "--store",
+        str(store_dir),
+        "signal",
+        "w",
+        "--node",
+        "callback",
+        "--iteration",
+        iteration,
+        "--data",
+        '{"ok": true, "log": "x"}',
+    )
+    line = one_error(result)
+    assert line.startswith("Error: ")
+    assert "leave --iteration out" in line
+    assert store_state(store_dir) == before
+
+
+# -- a changed workflow file ---------------------------------------------------------------------
+
+
+def test_approve_after_an_incompatible_change_writes_nothing(
+    tmp_path: Path, store_dir: Path
+) -> None:
+    """A finished node renamed in the file: approve refuses before recording, names options
+    approve has, and a later `approve --no-resume` still can record."""
+    path = write(tmp_path, "gated.py", GATE)
+    assert invoke("--store", str(store_dir), "run", "gated.py", "--run-id", "g").code == 3
+    path.write_text(
+        path.read_text()
+        .replace('id="build"', 'id="compile"')
+        .replace('needs={"plan": "build"}', 'needs={"plan": "compile"}')
+    )
+    before = store_state(store_dir)
+    result = invoke("--store", str(store_dir), "approve", "g", "--yes")
+    line = one_error(result)
+    assert line.startswith("Error: The workflow source of run `g` changed and finished nodes")
+    assert line.endswith(
+        "nothing was recorded; restore the source, pass --workflow FILE[:ATTR] with a definition "
+        "that still fits, or pass --no-resume to only record the decision (then `smithers "
+        "resume g --accept-workflow-change`)."
+    )
+    assert store_state(store_dir) == before
+    assert invoke("--store", str(store_dir), "approve", "g", "--no-resume").code == 0
+
+
+def test_an_accepted_change_is_reported_truthfully(tmp_path: Path, store_dir: Path) -> None:
+    """`resume --accept-workflow-change` after a finished node was renamed says that finished
+    nodes no longer mount the same way (not that they still do)."""
+    path = write(tmp_path, "gated.py", GATE)
+    assert invoke("--store", str(store_dir), "run", "gated.py", "--run-id", "g").code == 3
+    assert invoke("--store", str(store_dir), "approve", "g", "--no-resume").code == 0
+    path.write_text(
+        path.read_text()
+        .replace('id="build"', 'id="compile"')
+        .replace('needs={"plan": "build"}', 'needs={"plan": "compile"}')
+    )
+    result = invoke("--store", str(store_dir), "resume", "g", "--accept-workflow-change")
+    warning = next(line for line in result.err_lines if line.startswith("Warning:"))
+    assert "no longer mount the same way" in warning
+    assert "still mount the same way" not in warning
+
+
+# -- retry, signal schemas, graph states --------------------------------------------------------
+
+FIXABLE = """
+    import os
+    from smithers import Task, Workflow, smithers
+
+    def flaky() -> int:
+        if not os.path.exists("fixed"):
+            raise RuntimeError("not fixed yet")
+        return 2
+
+    def first() -> int:
+        with open("first-ran", "a") as handle:
+            handle.write("x")
+        return 1
+
+    @smithers
+    def fixable(ctx):
+        return Workflow(
+            Task(id="first", output=int, run=first),
+            Task(id="flaky", output=int, run=flaky),
+            name="fixable",
+        )
+"""
+
+
+def test_retry_reruns_only_the_failed_nodes(tmp_path: Path, store_dir: Path) -> None:
+    """`smithers retry` after the fix finishes the run; the finished node does not run again."""
+    write(tmp_path, "fixable.py", FIXABLE)
+    assert invoke("--store", str(store_dir), "run", "fixable.py", "--run-id", "f").code == 1
+    (tmp_path / "fixed").write_text("")
+    result = invoke("--store", str(store_dir), "retry", "f")
+    assert result.code == 0, result
+    assert result.out == "Run f finished.\n"
+    assert "Run f retried: flaky run again" in result.err_lines
+    assert (tmp_path / "first-ran").read_text() == "x"
+    again = invoke("--store", str(store_dir), "retry", "f")
+    assert again.code == 4
+    assert again.errors[0].startswith("Error: Run `f` is finished")
+
+
+def test_signal_schema_prints_what_the_data_must_match(tmp_path: Path, store_dir: Path) -> None:
+    """`signal --schema` prints the JSON Schema of the Signal's output type and writes
+    nothing."""
+    write(tmp_path, "waits.py", SIGNAL)
+    assert invoke("--store", str(store_dir), "run", "waits.py", "--run-id", "w").code == 3
+    before = store_state(store_dir)
+    result = invoke(
+        "--store", str(store_dir), "signal", "w", "--node", "callback", "--schema", "--json"
+    )
+    assert result.code == 0, result
+    schema = result.json()
+    assert schema["$defs"]["Callback"]["required"] == ["ok", "log"]
+    assert store_state(store_dir) == before
+
+
+def test_graph_of_a_run_in_mermaid_shows_states(tmp_path: Path, store_dir: Path) -> None:
+    """`graph --run --format mermaid` colours nodes by state, as the text tree marks them."""
+    write(tmp_path, "gated.py", GATE)
+    assert invoke("--store", str(store_dir), "run", "gated.py", "--run-id", "g").code == 3
+    mermaid = invoke("--store", str(store_dir), "graph", "--run", "g", "--format", "mermaid")
+    assert mermaid.code == 0
+    assert "class n_build s_finished" in mermaid.out
+    assert "class n_gate s_waiting_approval" in mermaid.out
+    dot = invoke("--store", str(store_dir), "graph", "--run", "g", "--format", "dot")
+    assert "fillcolor" in dot.out
