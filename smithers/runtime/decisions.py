@@ -44,6 +44,7 @@ __all__ = [
     "decider",
     "deny",
     "find_gate",
+    "record_decision",
     "signal",
 ]
 
@@ -145,18 +146,40 @@ def _decide(
     with resolve_store(store) as opened:
         run = need_run(opened, run_id, UnknownRunError)
         gate, its = find_gate(opened, run, node_id, iteration)
-        decision = Decision(
-            node_id=gate,
-            iteration=its,
-            approved=approved,
-            note=note,
-            decided_by=decider(by),
-            decided_at=now_iso(),
-            recorded_by=os_user(),
-            recorded_on=hostname(),
-        )
-        record, _ = opened.decide(run_id, decision)
+        record, _ = record_decision(opened, run_id, gate, its, approved, note=note, by=by)
         return record
+
+
+def record_decision(
+    store: Store,
+    run_id: str,
+    node_id: str,
+    iteration: Iteration,
+    approved: bool,
+    *,
+    note: str | None,
+    by: str | None,
+) -> tuple[ApprovalRecord, RunRecord]:
+    """Record a decision on a gate already resolved with `find_gate` (compare-and-set).
+
+    Returns:
+        The approval record with its decision, and the run record as the same transaction
+        left it (so the caller needs no second read to see who owns the run).
+
+    Raises:
+        GateNotRequestedError, AlreadyDecidedError: Nothing was written.
+    """
+    decision = Decision(
+        node_id=node_id,
+        iteration=iteration,
+        approved=approved,
+        note=note,
+        decided_by=decider(by),
+        decided_at=now_iso(),
+        recorded_by=os_user(),
+        recorded_on=hostname(),
+    )
+    return store.decide(run_id, decision)
 
 
 def approve(

@@ -20,7 +20,7 @@ from smithers.runtime.api import (
     working_directory,
 )
 from smithers.runtime.compat import check_resumable
-from smithers.runtime.decisions import approve, cancel, deny, find_gate, signal
+from smithers.runtime.decisions import cancel, find_gate, record_decision, signal
 from smithers.runtime.documents import iteration_text
 from smithers.runtime.lease import describe_owner, is_dead
 from smithers.runtime.loader import Loaded, load_definition, load_ref
@@ -192,11 +192,11 @@ async def _go_on(
     on_event: EventSink | None,
     handle_signals: bool,
 ) -> Outcome:
-    """After recording a decision or signal: stop (no definition: record only), leave it to
-    the live owner, or resume the run here."""
+    """After recording a decision or signal (``run`` as the recording left it): stop (no
+    definition: record only), leave it to the live owner, or resume the run here."""
     run_id = run.run_id
     if definition is not None:
-        fresh = need_run(store, run_id)
+        fresh = run
         if fresh.lease is not None and not is_dead(fresh.lease):
             told = f"{told} Its owner ({describe_owner(fresh.lease)}) will apply it."
         else:
@@ -257,14 +257,13 @@ async def decide(
             None,
         )
         confirm(gate, its, record)
-    decide_it = approve if approved else deny
-    decided = decide_it(run_id, gate, note=note, by=by, iteration=its, store=store)
+    decided, fresh = record_decision(store, run_id, gate, its, approved, note=note, by=by)
     verb = "Approved" if approved else "Denied"
     where = f" iteration {iteration_text(its)}" if its else ""
     told = f"{verb} `{gate}`{where} of run {run_id} as {decided.decided_by}."
     return await _go_on(
         store,
-        run,
+        fresh,
         told,
         definition,
         say=say,
@@ -306,6 +305,7 @@ async def deliver(
         with working_directory(_cwd(run)):
             graph = current_graph(store, run_id, definition)
     signal(run_id, node_id, data, store=store, iteration=iteration, graph=graph)
+    run = need_run(store, run_id)  # as the delivery left it: who owns it now
     if graph is None:
         say(
             "Warning: the workflow could not be loaded, so the data was not validated; the "
