@@ -19,7 +19,7 @@ import msgspec
 
 from smithers.compiler.codec import encode_frame
 from smithers.compiler.graph import Graph
-from smithers.errors import LeaseLostError, SmithersError
+from smithers.errors import LeaseLostError, SmithersError, StoreError
 from smithers.runtime.executor import Done
 from smithers.runtime.gates import GateSteps
 from smithers.runtime.lease import HEARTBEAT_EVERY, now_iso
@@ -133,6 +133,8 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps):
             self.dirty.add(item[1][0])
         elif isinstance(item, tuple) and item[0] == "lease-lost":
             raise LeaseLostError(item[1])
+        elif isinstance(item, tuple) and item[0] == "store-fault":
+            raise item[1]
 
     def _render_graph(self) -> Graph:
         graph, self.last_ctx = render_run(self.definition, self.view, self.run_id, self.input_raw)
@@ -303,6 +305,10 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps):
             except LeaseLostError as exc:
                 if not self._watch_paused:
                     loop.call_soon_threadsafe(self._post, ("lease-lost", str(exc)))
+                return
+            except StoreError as exc:  # a damaged store or a full disk: stop the run with it
+                if not self._watch_paused:
+                    loop.call_soon_threadsafe(self._post, ("store-fault", exc))
                 return
             except RuntimeError:  # the loop closed
                 return

@@ -30,6 +30,7 @@ from smithers.store.base import (
     run_not_found,
 )
 from smithers.store.keys import (
+    MAX_KEY,
     event_key,
     node_key,
     parse_event_key,
@@ -103,7 +104,10 @@ class KVStore:
     # -- reads --------------------------------------------------------------------------------
 
     def _run_key(self, txn: Txn, run_id: str) -> bytes | None:
-        return txn.get("run_ids", run_id.encode())
+        raw = run_id.encode()
+        if not raw or len(raw) > MAX_KEY:
+            return None  # no such run can exist: never hand the backend an impossible key
+        return txn.get("run_ids", raw)
 
     def _get_run(self, txn: Txn, run_id: str) -> tuple[bytes, RunRecord] | None:
         rk = self._run_key(txn, run_id)
@@ -324,8 +328,14 @@ class KVStore:
         return found
 
     def create_run(self, run: RunRecord, batch: Batch) -> RunRecord:
+        raw_id = run.run_id.encode()
+        if not raw_id or len(raw_id) > MAX_KEY:
+            raise InputError(
+                f"Run id {run.run_id[:40]!r} is invalid; a run id takes 1 to {MAX_KEY} bytes."
+            )
+
         def write(txn: Txn) -> RunRecord:
-            if txn.get("run_ids", run.run_id.encode()) is not None:
+            if txn.get("run_ids", raw_id) is not None:
                 raise InputError(
                     f"Run id `{run.run_id}` is already taken in this store; pass another "
                     f"--run-id, or continue it with `smithers resume {run.run_id}`."
