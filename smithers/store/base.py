@@ -135,13 +135,16 @@ class Store(Protocol):
     # -- reads ------------------------------------------------------------------------------
 
     def get_run(self, run_id: str) -> RunRecord | None:
-        """The run record, or None."""
+        """The run record, or None. Its ``input`` is left out (`load` carries it)."""
 
     def runs(self, status: str | None = None) -> list[RunRecord]:
-        """Every run (or those with ``status``, from the status index), oldest first."""
+        """Every run (or those with ``status``, from the status index), oldest first.
+
+        Like `get_run`, the records leave the input out.
+        """
 
     def load(self, run_id: str) -> RunSnapshot | None:
-        """All of a run's records in one read transaction, or None for an unknown run."""
+        """All of a run's records, input included, in one read transaction, or None."""
 
     def output(self, run_id: str, node_id: str, iteration: Iteration) -> bytes | None:
         """One committed output's bytes."""
@@ -173,6 +176,9 @@ class Store(Protocol):
 
     def create_run(self, run: RunRecord, batch: Batch) -> RunRecord:
         """Insert a new run (assigning its internal key) and commit ``batch`` with it.
+
+        The input is stored once, apart from the record (which later commits rewrite); the
+        record returned, like those `get_run` returns, leaves it out.
 
         Raises:
             ValueError: When the run id is taken.

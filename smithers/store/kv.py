@@ -16,6 +16,7 @@ T = TypeVar("T")
 TABLES = (
     "meta",
     "runs",
+    "inputs",
     "run_ids",
     "nodes",
     "groups",

@@ -139,6 +139,9 @@ class KVStore:
             if found is None:
                 return None
             rk, run = found
+            stored_input = txn.get("inputs", rk)
+            if stored_input is not None:  # else a store from before inputs had their table
+                run = msgspec.structs.replace(run, input=stored_input)
             nodes = {}
             for _, raw in txn.scan("nodes", rk):
                 rec = _NODE.decode(raw)
@@ -344,7 +347,11 @@ class KVStore:
             number = 1 if stored_next is None else int.from_bytes(stored_next, "big")
             txn.put("meta", _NEXT_RUN, (number + 1).to_bytes(8, "big"))
             rk = run_key(number)
-            created = msgspec.structs.replace(run, key=number)
+            # The input is written once, in its own table: the run record is rewritten by
+            # every heartbeat and status change, and must stay small.
+            created = msgspec.structs.replace(run, key=number, input=None)
+            if run.input is not None:
+                txn.put("inputs", rk, run.input)
             txn.put("run_ids", run.run_id.encode(), rk)
             txn.put("idx_status", status_key(created.status, rk), b"")
             txn.put("runs", rk, _ENC.encode(created))
