@@ -29,6 +29,9 @@ TABLES = (
     "frames",
     "idx_status",
     "idx_gates",
+    "idx_wake",
+    "idx_news",
+    "idx_leases",
 )
 
 

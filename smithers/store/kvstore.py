@@ -19,9 +19,11 @@ from smithers.errors import (
     SignalError,
 )
 from smithers.store.base import (
+    DEAD_AFTER,
     Batch,
     CommitResult,
     Decision,
+    DueRun,
     NodeKey,
     RunSnapshot,
     check_decidable,
@@ -29,13 +31,13 @@ from smithers.store.base import (
     decided_record,
     run_not_found,
 )
+from smithers.store.indexes import due_runs, put_run
 from smithers.store.keys import (
     MAX_KEY,
     event_key,
     node_key,
     parse_event_key,
     run_key,
-    status_key,
 )
 from smithers.store.kv import KV, Txn
 from smithers.store.records import (
@@ -253,27 +255,32 @@ class KVStore:
         last = self._kv.read(lambda txn: txn.last("events"))
         return 0 if last is None else parse_event_key(last[0])
 
+    def due_runs(
+        self,
+        now: float,
+        limit: int,
+        *,
+        is_dead: Callable[[Lease], bool] | None = None,
+        dead_after: float = DEAD_AFTER,
+    ) -> list[DueRun]:
+        return due_runs(self._kv, now, limit, is_dead=is_dead, dead_after=dead_after)
+
     # -- writes -------------------------------------------------------------------------------
 
     def _write(self, fn: Callable[[Txn], T]) -> T:
         return self._kv.write(fn)
 
     def _apply(
-        self, txn: Txn, rk: bytes, run: RunRecord, batch: Batch
+        self, txn: Txn, rk: bytes, run: RunRecord, batch: Batch, **forced: object
     ) -> tuple[RunRecord, tuple[int, ...]]:
-        """Apply ``batch`` to run ``run`` inside ``txn``; return the new run and event seqs."""
-        updates = dict(batch.run)
+        """Apply ``batch`` (and the ``forced`` run fields) to run ``run`` inside ``txn``;
+        return the new run and event seqs."""
+        updates = {**batch.run, **forced}
         if batch.release_lease:
             updates["lease"] = None
         if batch.bump_inbox:
             updates["inbox"] = run.inbox + 1
-        if updates:
-            new_run = msgspec.structs.replace(run, **updates)
-            if new_run.status != run.status:
-                txn.delete("idx_status", status_key(run.status, rk))
-                txn.put("idx_status", status_key(new_run.status, rk), b"")
-        else:
-            new_run = run
+        new_run = msgspec.structs.replace(run, **updates) if updates else run
         for node in batch.nodes:
             txn.put("nodes", node_key(rk, node.node_id, node.iteration), _ENC.encode(node))
         for group in batch.groups:
@@ -297,7 +304,7 @@ class KVStore:
             txn.put("frames", digest.encode(), raw, overwrite=False)
         seqs = self._append_events(txn, rk, run.run_id, batch.events)
         if new_run is not run:
-            txn.put("runs", rk, _ENC.encode(new_run))
+            put_run(txn, rk, run, new_run)
         return new_run, seqs
 
     def _append_events(
@@ -353,8 +360,7 @@ class KVStore:
             if run.input is not None:
                 txn.put("inputs", rk, run.input)
             txn.put("run_ids", run.run_id.encode(), rk)
-            txn.put("idx_status", status_key(created.status, rk), b"")
-            txn.put("runs", rk, _ENC.encode(created))
+            put_run(txn, rk, None, created)
             new_run, _ = self._apply(txn, rk, created, batch)
             return new_run
 
@@ -390,12 +396,15 @@ class KVStore:
                     f"(since {owner.acquired_at}); wait for it, or stop that process first."
                 )
             epoch = run.epoch + 1
-            claimed = msgspec.structs.replace(
-                run, lease=msgspec.structs.replace(lease, epoch=epoch), epoch=epoch
+            new_run, _ = self._apply(
+                txn,
+                rk,
+                run,
+                batch,
+                lease=msgspec.structs.replace(lease, epoch=epoch),
+                epoch=epoch,
+                wake_at=None,
             )
-            new_run, _ = self._apply(txn, rk, claimed, batch)
-            if new_run is claimed:
-                txn.put("runs", rk, _ENC.encode(claimed))
             return new_run
 
         return self._write(write)

@@ -36,7 +36,7 @@ OPEN_OPTIONS: dict[str, Any] = {
     "writemap": False,
     "map_async": False,
     "lock": True,
-    "max_dbs": 16,
+    "max_dbs": 32,
     "max_readers": 512,
     "max_spare_txns": 0,
     "map_size": 0,
