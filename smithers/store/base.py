@@ -153,8 +153,8 @@ class Store(Protocol):
     """What the runtime needs from persistence. One shared contract suite tests every store."""
 
     @property
-    def path(self) -> str | None:
-        """The store's directory, or None for an in-memory store."""
+    def location(self) -> str | None:
+        """Where the store lives (an LMDB directory today), or None for an in-memory store."""
 
     def close(self) -> None:
         """Release the store's resources."""
@@ -283,7 +283,7 @@ def run_not_found(
 ) -> RunNotFoundError:
     """The one-sentence error for a run id the store does not hold."""
     return error(
-        f"No run `{run_id}` in the store at {store.path or 'memory'}; list runs with "
+        f"No run `{run_id}` in the store at {store.location or 'memory'}; list runs with "
         "`smithers runs`."
     )
 

@@ -68,8 +68,8 @@ class KV(Protocol):
     """A backend: runs functions inside read or write transactions."""
 
     @property
-    def path(self) -> str | None:
-        """The backing directory, or None in memory."""
+    def location(self) -> str | None:
+        """Where the backend keeps its data (a directory), or None in memory."""
 
     def read(self, fn: Callable[[Txn], T]) -> T:
         """Run ``fn`` in a read transaction (a consistent snapshot; never blocks writers)."""

@@ -88,8 +88,9 @@ class KVStore:
         self._kv = kv
 
     @property
-    def path(self) -> str | None:
-        return self._kv.path
+    def location(self) -> str | None:
+        """Where the store lives, or None in memory."""
+        return self._kv.location
 
     def close(self) -> None:
         self._kv.close()
@@ -101,7 +102,7 @@ class KVStore:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<{type(self._kv).__name__} store {self.path or 'in memory'}>"
+        return f"<{type(self._kv).__name__} store {self.location or 'in memory'}>"
 
     # -- reads --------------------------------------------------------------------------------
 

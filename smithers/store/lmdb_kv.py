@@ -277,7 +277,8 @@ class LmdbKV:
         self._closed = False
 
     @property
-    def path(self) -> str | None:
+    def location(self) -> str | None:
+        """The environment's directory."""
         return self._path
 
     def read(self, fn: Callable[[_LmdbTxn], T]) -> T:

@@ -102,7 +102,8 @@ class MemoryKV:
         self._lock = threading.RLock()
 
     @property
-    def path(self) -> str | None:
+    def location(self) -> str | None:
+        """None: nothing is kept anywhere."""
         return None
 
     def read(self, fn: Callable[[_MemoryTxn], T]) -> T:

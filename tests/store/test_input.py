@@ -39,8 +39,8 @@ class CountingKV:
         self.written = [0]
 
     @property
-    def path(self) -> str | None:
-        return self.inner.path
+    def location(self) -> str | None:
+        return self.inner.location
 
     def read(self, fn: Callable[[Any], T]) -> T:
         return self.inner.read(fn)

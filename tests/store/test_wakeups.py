@@ -166,7 +166,7 @@ class _ReadCountingKV:
         self.run_gets = 0
 
     @property
-    def path(self) -> str | None:
+    def location(self) -> str | None:
         return None
 
     def read(self, fn: Callable[[Any], T]) -> T:
