@@ -1,5 +1,5 @@
 """Imports flow one way (DESIGN §2): errors <- components <- compiler <- runtime <- cli, and
-errors <- store <- runtime. Only store/lmdb*.py imports lmdb; only cli.py imports click.
+errors <- store <- runtime. Only store/kv/lmdb*.py imports lmdb; only cli.py imports click.
 
 The package is read with ``ast``, never imported, so every import counts: module level,
 inside functions and under ``if TYPE_CHECKING:``.
@@ -27,7 +27,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "cli": frozenset({"errors", "components", "compiler", "store", "runtime"}),
 }
 # Third-party modules only some files may import (glob over the path inside the package).
-RESTRICTED = {"lmdb": "store/lmdb*.py", "click": "cli.py"}
+RESTRICTED = {"lmdb": "store/kv/lmdb*.py", "click": "cli.py"}
 # The package's own entry points re-export or launch everything; they sit above every layer.
 TOP = frozenset({"__init__.py", "__main__.py"})
 
@@ -176,7 +176,7 @@ def test_the_check_sees_imports_everywhere() -> None:
             "compiler may not import store",
         ),
         (
-            "store/kvstore.py",
+            "store/kv/kvstore.py",
             "from smithers.compiler.codec import encode_frame\n",
             "store may not import compiler",
         ),
@@ -188,7 +188,8 @@ def test_the_check_sees_imports_everywhere() -> None:
         ("store/base.py", "from ..runtime import api\n", "store may not import runtime"),
         ("runtime/engine.py", "from smithers.cli import main\n", "runtime may not import cli"),
         ("components/element.py", "from smithers import Task\n", "package root re-exports"),
-        ("store/memory.py", "import lmdb\n", "only store/lmdb*.py may import lmdb"),
+        ("store/kv/memory.py", "import lmdb\n", "only store/kv/lmdb*.py may import lmdb"),
+        ("store/lmdb_kv.py", "import lmdb\n", "only store/kv/lmdb*.py may import lmdb"),
         ("runtime/api.py", "import click\n", "only cli.py may import click"),
         ("compiler/export.py", "from click import echo\n", "only cli.py may import click"),
     ],
@@ -209,8 +210,8 @@ def test_the_check_fails_on_a_wrong_way_import(path: str, source: str, reason: s
         ("compiler/lower.py", "from smithers.components.groups import Loop\n"),
         ("runtime/engine.py", "from smithers.store.base import Store\nimport smithers.compiler\n"),
         ("cli.py", "import click\nfrom smithers.runtime.api import run\n"),
-        ("store/lmdb_kv.py", "import lmdb\nfrom smithers.errors import StoreError\n"),
-        ("store/kv.py", "from . import records\n"),
+        ("store/kv/lmdb_kv.py", "import lmdb\nfrom smithers.errors import StoreError\n"),
+        ("store/kv/protocol.py", "from .. import records\n"),
         ("__init__.py", "from smithers.runtime.api import run\n"),
     ],
 )

@@ -12,8 +12,8 @@ from smithers.store.base import (
     Store,
     default_store_path,
 )
-from smithers.store.kvstore import KVStore
-from smithers.store.memory import memory_store
+from smithers.store.kv.kvstore import KVStore
+from smithers.store.kv.memory import memory_store
 from smithers.store.records import (
     ApprovalRecord,
     AttemptRecord,
@@ -79,7 +79,7 @@ def open_store(
             f"The store location {shown} uses the unknown scheme `{scheme}://`; pass --store "
             "with a directory for an LMDB store."
         )
-    from smithers.store.lmdb_kv import open_lmdb_store
+    from smithers.store.kv.lmdb_kv import open_lmdb_store
 
     return open_lmdb_store(location, create=create, readonly=readonly)
 

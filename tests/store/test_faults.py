@@ -17,7 +17,7 @@ from pathlib import Path
 import lmdb
 import pytest
 
-import smithers.store.lmdb_kv as lmdb_kv
+import smithers.store.kv.lmdb_kv as lmdb_kv
 from smithers.errors import StoreError
 from smithers.store import Batch, open_store
 from tests.integration.helpers import EXAMPLES, HANG_GUARD, child_env, smithers_cli

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from smithers.store import Batch, KVStore, Store
-from smithers.store.kv import KV, Txn
+from smithers.store.kv.protocol import KV, Txn
 from tests.store.helpers import lease, run_record
 
 T = TypeVar("T")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-import smithers.store.lmdb_kv as lmdb_kv
+import smithers.store.kv.lmdb_kv as lmdb_kv
 from smithers.errors import StoreError
 from smithers.store import Batch, KVStore, open_store
 from tests.store.helpers import (

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from smithers.store import Batch, KVStore, Store, memory_store, open_store
 from smithers.store.base import DueRun, is_parked
-from smithers.store.memory import MemoryKV
+from smithers.store.kv.memory import MemoryKV
 from smithers.store.records import TERMINAL_RUN_STATUSES, Lease, RunRecord
 from tests.store.helpers import decision, lease, requested, run_record, signal
 

@@ -31,15 +31,15 @@ from smithers.store.base import (
     decided_record,
     run_not_found,
 )
-from smithers.store.indexes import due_runs, put_run
-from smithers.store.keys import (
+from smithers.store.kv.indexes import due_runs, put_run
+from smithers.store.kv.keys import (
     MAX_KEY,
     event_key,
     node_key,
     parse_event_key,
     run_key,
 )
-from smithers.store.kv import KV, Txn
+from smithers.store.kv.protocol import KV, Txn
 from smithers.store.records import (
     TERMINAL_RUN_STATUSES,
     ApprovalRecord,

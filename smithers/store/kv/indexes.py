@@ -9,8 +9,8 @@ from collections.abc import Callable
 import msgspec
 
 from smithers.store.base import DEAD_AFTER, DueRun, is_parked
-from smithers.store.keys import status_key, time_key
-from smithers.store.kv import KV, Txn
+from smithers.store.kv.keys import status_key, time_key
+from smithers.store.kv.protocol import KV, Txn
 from smithers.store.records import TERMINAL_RUN_STATUSES, Lease, RunRecord
 
 __all__ = ["due_runs", "index_keys", "put_run"]

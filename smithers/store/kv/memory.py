@@ -7,8 +7,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from smithers.store.kv import TABLES
-from smithers.store.kvstore import KVStore
+from smithers.store.kv.kvstore import KVStore
+from smithers.store.kv.protocol import TABLES
 
 __all__ = ["MemoryKV", "memory_store"]
 

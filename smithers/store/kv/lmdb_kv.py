@@ -17,9 +17,9 @@ import lmdb
 import msgspec
 
 from smithers.errors import StoreError
-from smithers.store.keys import MAX_KEY
-from smithers.store.kv import TABLES
-from smithers.store.kvstore import KVStore
+from smithers.store.kv.keys import MAX_KEY
+from smithers.store.kv.kvstore import KVStore
+from smithers.store.kv.protocol import TABLES
 
 __all__ = ["OPEN_OPTIONS", "LmdbKV", "check_file_size", "open_lmdb_store"]
 
