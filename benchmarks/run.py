@@ -28,7 +28,7 @@ import lmdb  # noqa: E402  (after the path tweak, so a checkout runs without ins
 import smithers  # noqa: E402
 from smithers import Parallel, Sequence, Task, Workflow  # noqa: E402
 from smithers.store import open_store  # noqa: E402
-from smithers.store.lmdb_kv import _MAP_FLOOR, OPEN_OPTIONS  # noqa: E402
+from smithers.store.kv.lmdb_kv import _MAP_FLOOR, OPEN_OPTIONS  # noqa: E402
 
 Row = tuple[str, str, str, str]
 

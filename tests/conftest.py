@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
-from smithers.store import KVStore, memory_store, open_store
+from smithers.store import KVStore, Store, memory_store, open_store
 
 settings.register_profile(
     "ci",
@@ -36,8 +36,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(params=["memory", "lmdb"])
-def store(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[KVStore]:
-    """Each store kind in turn: the in-memory store and an LMDB store in a temp directory."""
+def store(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Store]:
+    """Each backend in turn, seen only as a `Store`: in memory, and LMDB in a temp directory."""
     if request.param == "memory":
         opened = memory_store()
     else:

@@ -1,6 +1,6 @@
 """Imports flow one way (DESIGN §2): errors <- components <- compiler <- runtime <- service <-
-cli, and errors <- store <- runtime. Only store/lmdb*.py imports lmdb; only cli/ imports click;
-only service/ imports the web framework.
+cli, and errors <- store <- runtime. Only store/kv/lmdb*.py imports lmdb; only cli/ imports
+click; only service/ imports the web framework.
 
 The package is read with ``ast``, never imported, so every import counts: module level,
 inside functions and under ``if TYPE_CHECKING:``.
@@ -30,7 +30,7 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 # Third-party modules only some files may import (glob over the path inside the package).
 RESTRICTED = {
-    "lmdb": "store/lmdb*.py",
+    "lmdb": "store/kv/lmdb*.py",
     "click": "cli/*.py",
     "starlette": "service/*.py",
     "uvicorn": "service/*.py",
@@ -183,7 +183,7 @@ def test_the_check_sees_imports_everywhere() -> None:
             "compiler may not import store",
         ),
         (
-            "store/kvstore.py",
+            "store/kv/kvstore.py",
             "from smithers.compiler.codec import encode_frame\n",
             "store may not import compiler",
         ),
@@ -199,7 +199,8 @@ def test_the_check_sees_imports_everywhere() -> None:
         ("service/app.py", "import click\n", "only cli/*.py may import click"),
         ("cli/serve.py", "import starlette\n", "only service/*.py may import starlette"),
         ("components/element.py", "from smithers import Task\n", "package root re-exports"),
-        ("store/memory.py", "import lmdb\n", "only store/lmdb*.py may import lmdb"),
+        ("store/kv/memory.py", "import lmdb\n", "only store/kv/lmdb*.py may import lmdb"),
+        ("store/lmdb_kv.py", "import lmdb\n", "only store/kv/lmdb*.py may import lmdb"),
         ("runtime/api.py", "import click\n", "only cli/*.py may import click"),
         ("compiler/export.py", "from click import echo\n", "only cli/*.py may import click"),
     ],
@@ -222,8 +223,8 @@ def test_the_check_fails_on_a_wrong_way_import(path: str, source: str, reason: s
         ("cli/execute.py", "import click\nfrom smithers.runtime.api import run\n"),
         ("cli/serve.py", "import click\nfrom smithers.service import app\n"),
         ("service/app.py", "import starlette\nfrom smithers.runtime import usecases\n"),
-        ("store/lmdb_kv.py", "import lmdb\nfrom smithers.errors import StoreError\n"),
-        ("store/kv.py", "from . import records\n"),
+        ("store/kv/lmdb_kv.py", "import lmdb\nfrom smithers.errors import StoreError\n"),
+        ("store/kv/protocol.py", "from .. import records\n"),
         ("__init__.py", "from smithers.runtime.api import run\n"),
     ],
 )

@@ -66,8 +66,8 @@ class Settings:
         from smithers.store.base import default_store_path
 
         explicit = self.store or os.environ.get("SMITHERS_STORE")
-        if explicit:
-            return os.path.abspath(explicit), False
+        if explicit:  # a URL (postgresql://...) is a location as it stands
+            return (explicit if "://" in explicit else os.path.abspath(explicit)), False
         return default_store_path()
 
     def open(self, *, create: bool = False, readonly: bool = False) -> Any:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-import time
 from typing import Any
 
 import msgspec
 
 from smithers.compiler.codec import encode_frame
 from smithers.compiler.graph import Graph
-from smithers.errors import LeaseLostError, SmithersError
+from smithers.errors import LeaseLostError, SmithersError, StoreError
+from smithers.runtime import clock
 from smithers.runtime.executor import Done
 from smithers.runtime.gates import GateSteps
 from smithers.runtime.lease import HEARTBEAT_EVERY, now_iso
@@ -133,6 +133,8 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps):
             self.dirty.add(item[1][0])
         elif isinstance(item, tuple) and item[0] == "lease-lost":
             raise LeaseLostError(item[1])
+        elif isinstance(item, tuple) and item[0] == "store-fault":
+            raise item[1]
 
     def _render_graph(self) -> Graph:
         graph, self.last_ctx = render_run(self.definition, self.view, self.run_id, self.input_raw)
@@ -280,7 +282,7 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps):
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         """Heartbeat the lease and notice decisions/signals/cancels from other processes."""
-        last_beat = time.monotonic()
+        last_beat = clock.monotonic()
         while not self._watch_stop.wait(_WATCH_EVERY):
             if self._watch_paused:
                 continue
@@ -296,13 +298,17 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps):
                     return
                 if run.inbox != self.seen_inbox:
                     loop.call_soon_threadsafe(self._post, "inbox")
-                if time.monotonic() - last_beat >= HEARTBEAT_EVERY:
-                    beat = msgspec.structs.replace(run.lease, heartbeat=time.time())
+                if clock.monotonic() - last_beat >= HEARTBEAT_EVERY:
+                    beat = msgspec.structs.replace(run.lease, heartbeat=clock.now())
                     self.store.commit(self.run_id, Batch(run={"lease": beat}), token=self.token)
-                    last_beat = time.monotonic()
+                    last_beat = clock.monotonic()
             except LeaseLostError as exc:
                 if not self._watch_paused:
                     loop.call_soon_threadsafe(self._post, ("lease-lost", str(exc)))
+                return
+            except StoreError as exc:  # a damaged store or a full disk: stop the run with it
+                if not self._watch_paused:
+                    loop.call_soon_threadsafe(self._post, ("store-fault", exc))
                 return
             except RuntimeError:  # the loop closed
                 return

@@ -6,9 +6,9 @@ import getpass
 import os
 import secrets
 import socket
-import time
-from typing import Any
 
+from smithers.runtime import clock
+from smithers.runtime.clock import now_iso
 from smithers.store.records import Lease
 
 __all__ = [
@@ -26,19 +26,6 @@ __all__ = [
 HEARTBEAT_EVERY = 3.0  # seconds between heartbeat commits
 DEAD_AFTER = 10.0  # an owner silent this long is dead, wherever it runs
 _HOST = socket.gethostname()
-
-
-_SECOND: list[Any] = [None, ""]  # the last whole second formatted, reused within it
-
-
-def now_iso() -> str:
-    """The current time, ISO 8601 UTC with microseconds (``2026-11-21T14:43:30.123456Z``)."""
-    micros = time.time_ns() // 1000
-    second, fraction = divmod(micros, 1_000_000)
-    if _SECOND[0] != second:  # strftime is slow; it runs once per second at most
-        _SECOND[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _SECOND[0] = second
-    return f"{_SECOND[1]}.{fraction:06d}Z"
 
 
 def hostname() -> str:
@@ -80,14 +67,19 @@ def new_lease() -> Lease:
         pid=pid,
         pid_start=pid_start_time(pid),
         host=_HOST,
-        heartbeat=time.time(),
+        heartbeat=clock.now(),
         acquired_at=now_iso(),
     )
 
 
 def is_dead(lease: Lease, *, now: float | None = None) -> bool:
-    """Whether the lease's owner is gone: its pid is gone on this host, or it went silent."""
-    if (now if now is not None else time.time()) - lease.heartbeat > DEAD_AFTER:
+    """Whether the lease's owner is gone: its pid is gone on this host, or it went silent.
+
+    Args:
+        lease: The lease to judge.
+        now: The time to judge it at (default: the runtime clock's).
+    """
+    if (now if now is not None else clock.now()) - lease.heartbeat > DEAD_AFTER:
         return True
     if lease.host != _HOST:
         return False

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from smithers.errors import StoreError
 from smithers.store.base import (
     Batch,
     CommitResult,
     Decision,
+    DueRun,
     RunSnapshot,
     Store,
     default_store_path,
 )
-from smithers.store.kvstore import KVStore
-from smithers.store.memory import memory_store
+from smithers.store.kv.kvstore import KVStore
+from smithers.store.kv.memory import memory_store
 from smithers.store.records import (
     ApprovalRecord,
     AttemptRecord,
@@ -27,6 +29,7 @@ __all__ = [
     "Batch",
     "CommitResult",
     "Decision",
+    "DueRun",
     "EventRecord",
     "KVStore",
     "NodeRecord",
@@ -40,14 +43,18 @@ __all__ = [
 ]
 
 
-def open_store(path: str | None = None, *, create: bool = True, readonly: bool = False) -> KVStore:
-    """Open the LMDB store at ``path``, or at the default location.
+def open_store(
+    location: str | None = None, *, create: bool = True, readonly: bool = False
+) -> KVStore:
+    """Open the store at ``location``, choosing the backend by its form.
 
-    The default is ``$SMITHERS_STORE``, else the nearest ``.smithers/`` walking up from the
+    A directory path opens (or makes) an LMDB store. ``postgresql://`` URLs are reserved for
+    the PostgreSQL store (DESIGN §15) and refused until it exists. With no location, the
+    default applies: ``$SMITHERS_STORE``, else the nearest ``.smithers/`` walking up from the
     working directory, else ``./.smithers``.
 
     Args:
-        path: The store directory.
+        location: A store directory, or a URL naming another backend.
         create: Make the store if it does not exist; when False an absent store is an error.
         readonly: Open for reading only (an absent store is an error; opening never waits for
             a writer in another process).
@@ -56,8 +63,32 @@ def open_store(path: str | None = None, *, create: bool = True, readonly: bool =
         The store.
 
     Raises:
-        StoreError: When the path cannot hold a store (or holds none and ``create`` is False).
+        StoreError: When the location names no backend this smithers has, cannot hold a
+            store, or holds none and ``create`` is False.
     """
-    from smithers.store.lmdb_kv import open_lmdb_store
+    location = location or default_store_path()[0]
+    scheme, sep, _ = location.partition("://")
+    if sep and scheme.isidentifier():
+        shown = _redacted(location)
+        if scheme in ("postgresql", "postgres"):
+            raise StoreError(
+                f"The store location {shown} names a PostgreSQL store, which this smithers "
+                "cannot open yet; pass --store with a directory for an LMDB store."
+            )
+        raise StoreError(
+            f"The store location {shown} uses the unknown scheme `{scheme}://`; pass --store "
+            "with a directory for an LMDB store."
+        )
+    from smithers.store.kv.lmdb_kv import open_lmdb_store
 
-    return open_lmdb_store(path or default_store_path()[0], create=create, readonly=readonly)
+    return open_lmdb_store(location, create=create, readonly=readonly)
+
+
+def _redacted(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (messages are shown and logged)."""
+    head, at, tail = url.rpartition("@")
+    if not at:
+        return url
+    scheme, sep, userinfo = head.partition("://")
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}{sep}{user}{':***' if colon else ''}@{tail}"

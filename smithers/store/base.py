@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import attrs
 import msgspec
@@ -29,15 +29,19 @@ from smithers.store.records import (
 )
 
 __all__ = [
+    "DEAD_AFTER",
     "Batch",
     "CommitResult",
     "Decision",
+    "DueRun",
     "NodeKey",
     "RunSnapshot",
     "Store",
+    "WakeReason",
     "check_decidable",
     "check_token",
     "default_store_path",
+    "is_parked",
     "need_run",
     "run_not_found",
 ]
@@ -110,6 +114,29 @@ class Decision:
     recorded_on: str | None
 
 
+WakeReason = Literal["news", "due", "owner-dead"]
+DEAD_AFTER = 10.0  # seconds: an owner silent this long is dead (the runtime's rule too)
+
+
+@attrs.frozen
+class DueRun:
+    """A run a worker should resume now, and why.
+
+    Attributes:
+        run: The run record (without its input).
+        reason: ``news`` (a decision, signal or cancel arrived since it parked), ``due`` (its
+            wake-up time has come) or ``owner-dead`` (its lease holder is gone).
+    """
+
+    run: RunRecord
+    reason: WakeReason
+
+
+def is_parked(run: RunRecord) -> bool:
+    """Whether the run waits for a person or a signal with no process holding it."""
+    return run.lease is None and run.status in ("waiting-approval", "waiting-signal")
+
+
 @attrs.frozen
 class RunSnapshot:
     """A run's records, read in one transaction."""
@@ -126,8 +153,8 @@ class Store(Protocol):
     """What the runtime needs from persistence. One shared contract suite tests every store."""
 
     @property
-    def path(self) -> str | None:
-        """The store's directory, or None for an in-memory store."""
+    def location(self) -> str | None:
+        """Where the store lives (an LMDB directory today), or None for an in-memory store."""
 
     def close(self) -> None:
         """Release the store's resources."""
@@ -135,13 +162,16 @@ class Store(Protocol):
     # -- reads ------------------------------------------------------------------------------
 
     def get_run(self, run_id: str) -> RunRecord | None:
-        """The run record, or None."""
+        """The run record, or None. Its ``input`` is left out (`load` carries it)."""
 
     def runs(self, status: str | None = None) -> list[RunRecord]:
-        """Every run (or those with ``status``, from the status index), oldest first."""
+        """Every run (or those with ``status``, from the status index), oldest first.
+
+        Like `get_run`, the records leave the input out.
+        """
 
     def load(self, run_id: str) -> RunSnapshot | None:
-        """All of a run's records in one read transaction, or None for an unknown run."""
+        """All of a run's records, input included, in one read transaction, or None."""
 
     def output(self, run_id: str, node_id: str, iteration: Iteration) -> bytes | None:
         """One committed output's bytes."""
@@ -169,10 +199,38 @@ class Store(Protocol):
     def last_seq(self) -> int:
         """The sequence number of the newest event (0 when the log is empty)."""
 
+    def due_runs(
+        self,
+        now: float,
+        limit: int,
+        *,
+        is_dead: Callable[[Lease], bool] | None = None,
+        dead_after: float = DEAD_AFTER,
+    ) -> list[DueRun]:
+        """Runs a worker should resume now, from indexes (never a scan of all runs).
+
+        First parked runs whose inbox moved since they parked (oldest run first), then
+        unleased runs whose ``wake_at`` is at or before ``now`` (earliest first), then leased
+        runs whose owner is dead (longest silent first). Each run appears once.
+
+        Args:
+            now: The current time, epoch seconds (from the caller's clock).
+            limit: The most runs to return.
+            is_dead: Judges each leased run's owner (e.g. checks its pid); by default an
+                owner is dead when its heartbeat is older than ``now - dead_after``.
+            dead_after: Seconds of silence after which an owner counts as dead by default.
+
+        Returns:
+            Up to ``limit`` runs with the reason each is due.
+        """
+
     # -- writes -----------------------------------------------------------------------------
 
     def create_run(self, run: RunRecord, batch: Batch) -> RunRecord:
         """Insert a new run (assigning its internal key) and commit ``batch`` with it.
+
+        The input is stored once, apart from the record (which later commits rewrite); the
+        record returned, like those `get_run` returns, leaves it out.
 
         Raises:
             ValueError: When the run id is taken.
@@ -195,7 +253,8 @@ class Store(Protocol):
     ) -> RunRecord:
         """Take the run's lease unless a live owner holds it; commit ``batch`` with it.
 
-        A terminal run is returned unchanged (and ``batch`` is not applied).
+        A terminal run is returned unchanged (and ``batch`` is not applied). Taking the lease
+        clears the run's ``wake_at`` and its news: the new owner sets a wake-up when it parks.
 
         Raises:
             RunNotFoundError: For an unknown run.
@@ -224,7 +283,7 @@ def run_not_found(
 ) -> RunNotFoundError:
     """The one-sentence error for a run id the store does not hold."""
     return error(
-        f"No run `{run_id}` in the store at {store.path or 'memory'}; list runs with "
+        f"No run `{run_id}` in the store at {store.location or 'memory'}; list runs with "
         "`smithers runs`."
     )
 

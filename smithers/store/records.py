@@ -96,6 +96,9 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     inbox: int = 0
     epoch: int = 0
     cancel_requested: bool = False
+    # When a parked run wants to be resumed (a retry backoff, a deadline), in epoch seconds;
+    # the store indexes it so that a worker finds due runs without scanning.
+    wake_at: float | None = None
 
 
 # Records written once or more per node carry short names on disk (their Python names are

@@ -343,7 +343,7 @@ import sys
 import time
 
 from smithers.cli import main
-from smithers.store.kvstore import KVStore
+from smithers.store.kv.kvstore import KVStore
 
 folder, gap = sys.argv[1], float(sys.argv[2])
 decide = KVStore.decide

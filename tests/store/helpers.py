@@ -249,7 +249,7 @@ def commit_one_node(path: str, node_id: str) -> None:
 
 def grow_map(path: str, floor: int, outputs: int, size: int) -> None:
     """With map floor ``floor``, commit ``outputs`` outputs of ``size`` bytes to run ``big``."""
-    import smithers.store.lmdb_kv as lmdb_kv
+    import smithers.store.kv.lmdb_kv as lmdb_kv
 
     lmdb_kv._MAP_FLOOR = floor
     with open_store(path) as store:

@@ -23,8 +23,8 @@ from smithers.store import (
     Batch,
     CommitResult,
     EventRecord,
-    KVStore,
     RunSnapshot,
+    Store,
 )
 from smithers.store.records import GroupRecord, Lease
 from tests.store.helpers import (
@@ -44,7 +44,7 @@ from tests.store.helpers import (
 TERMINAL = ["finished", "failed", "cancelled"]
 
 
-def seqs_and_types(store: KVStore, **query: Any) -> list[tuple[int, str, str]]:
+def seqs_and_types(store: Store, **query: Any) -> list[tuple[int, str, str]]:
     """The (seq, run_id, type) of each event ``store.events(**query)`` returns."""
     return [(e.seq, e.run_id, e.type) for e in store.events(**query)]
 
@@ -52,7 +52,7 @@ def seqs_and_types(store: KVStore, **query: Any) -> list[tuple[int, str, str]]:
 # -- create_run ------------------------------------------------------------------------------
 
 
-def test_create_run_assigns_increasing_keys_and_indexes_the_status(store: KVStore) -> None:
+def test_create_run_assigns_increasing_keys_and_indexes_the_status(store: Store) -> None:
     """Each new run gets the next internal key and is listed under its status, oldest first."""
     a = store.create_run(run_record("a"), Batch())
     b = store.create_run(run_record("b", status="waiting-signal"), Batch())
@@ -67,7 +67,7 @@ def test_create_run_assigns_increasing_keys_and_indexes_the_status(store: KVStor
     assert store.runs("finished") == []
 
 
-def test_create_run_applies_its_batch_with_it(store: KVStore) -> None:
+def test_create_run_applies_its_batch_with_it(store: Store) -> None:
     """The creating batch's events get the run's id, and its run updates decide the index."""
     created = store.create_run(
         run_record("r"),
@@ -88,7 +88,7 @@ def test_create_run_applies_its_batch_with_it(store: KVStore) -> None:
     assert store.requested_gates() == [(created, requested("g"))]
 
 
-def test_create_run_with_a_taken_id_raises_and_writes_nothing(store: KVStore) -> None:
+def test_create_run_with_a_taken_id_raises_and_writes_nothing(store: Store) -> None:
     """A second run with the same id is refused with InputError; the store is unchanged."""
     first = store.create_run(run_record("r"), Batch(events=[event("run.started")]))
     before = dump(store, ["r"])
@@ -105,7 +105,7 @@ def test_create_run_with_a_taken_id_raises_and_writes_nothing(store: KVStore) ->
 # -- commit ---------------------------------------------------------------------------------
 
 
-def test_commit_applies_every_kind_of_record(store: KVStore) -> None:
+def test_commit_applies_every_kind_of_record(store: Store) -> None:
     """Nodes, groups, attempts, outputs, approvals, frames, events and run fields all land."""
     store.create_run(run_record("r"), Batch())
     attempt = AttemptRecord(
@@ -154,7 +154,7 @@ def test_commit_applies_every_kind_of_record(store: KVStore) -> None:
     assert seqs_and_types(store) == [(1, "r", "node.finished"), (2, "r", "approval.requested")]
 
 
-def test_a_commit_that_fails_half_way_writes_nothing(store: KVStore) -> None:
+def test_a_commit_that_fails_half_way_writes_nothing(store: Store) -> None:
     """A batch failing after its nodes and outputs were put leaves none of them behind."""
     store.create_run(run_record("r"), Batch(events=[event("run.started")]))
     before = dump(store, ["r"])
@@ -179,7 +179,7 @@ def test_a_commit_that_fails_half_way_writes_nothing(store: KVStore) -> None:
     assert store.commit("r", Batch(events=[event("run.resumed")]), token=None).seqs == (2,)
 
 
-def test_run_updates_apply_to_the_record_read_inside_the_transaction(store: KVStore) -> None:
+def test_run_updates_apply_to_the_record_read_inside_the_transaction(store: Store) -> None:
     """An owner's update keeps an inbox bump that landed after the owner last read the run."""
     store.create_run(run_record("r", lease=lease()), Batch(approvals=[requested("g")]))
     stale = store.get_run("r")
@@ -195,7 +195,7 @@ def test_run_updates_apply_to_the_record_read_inside_the_transaction(store: KVSt
     assert store.get_run("r") == result.run
 
 
-def test_a_status_change_moves_the_run_between_status_indexes(store: KVStore) -> None:
+def test_a_status_change_moves_the_run_between_status_indexes(store: Store) -> None:
     """After each status change the run is listed under its new status only."""
     store.create_run(run_record("a"), Batch())
     store.create_run(run_record("b"), Batch())
@@ -215,7 +215,7 @@ def test_a_status_change_moves_the_run_between_status_indexes(store: KVStore) ->
     assert listed()["finished"] == [("a", T2), ("b", T2)]
 
 
-def test_an_expect_inbox_mismatch_applies_nothing(store: KVStore) -> None:
+def test_an_expect_inbox_mismatch_applies_nothing(store: Store) -> None:
     """Parking with a stale inbox returns applied=False and writes no event, node or run field."""
     store.create_run(
         run_record("r", lease=lease()),
@@ -246,7 +246,7 @@ def test_an_expect_inbox_mismatch_applies_nothing(store: KVStore) -> None:
     assert (result.run.status, result.run.lease, result.run.inbox) == ("waiting-approval", None, 2)
 
 
-def test_release_lease_and_bump_inbox(store: KVStore) -> None:
+def test_release_lease_and_bump_inbox(store: Store) -> None:
     """``bump_inbox`` adds one to the inbox; ``release_lease`` clears the lease, nothing else."""
     store.create_run(run_record("r", lease=lease(), inbox=4), Batch())
     bumped = store.commit("r", Batch(bump_inbox=True), token=None).run
@@ -261,7 +261,7 @@ def test_release_lease_and_bump_inbox(store: KVStore) -> None:
     [(lease("tok-b", pid=99, host="box-b"), "pid 99 on box-b"), (None, "nobody")],
 )
 def test_a_commit_without_the_lease_raises_and_writes_nothing(
-    store: KVStore, holder: Lease | None, owner: str
+    store: Store, holder: Lease | None, owner: str
 ) -> None:
     """With a token that is not the run's lease token, commit raises LeaseLostError, no writes."""
     store.create_run(run_record("r", lease=holder), Batch(events=[event("run.started")]))
@@ -283,7 +283,7 @@ def test_a_commit_without_the_lease_raises_and_writes_nothing(
     assert dump(store, ["r"]) == before
 
 
-def test_a_commit_with_the_current_token_or_none_applies(store: KVStore) -> None:
+def test_a_commit_with_the_current_token_or_none_applies(store: Store) -> None:
     """The lease holder's token passes the check, and ``token=None`` skips it."""
     store.create_run(run_record("r", lease=lease("tok-a")), Batch())
     assert store.commit("r", Batch(nodes=[node("t")]), token="tok-a").applied
@@ -293,7 +293,7 @@ def test_a_commit_with_the_current_token_or_none_applies(store: KVStore) -> None
     assert set(loaded.nodes) == {("t", ()), ("u", ())}
 
 
-def test_commit_to_an_unknown_run_raises(store: KVStore) -> None:
+def test_commit_to_an_unknown_run_raises(store: Store) -> None:
     """Committing to a run id the store does not hold raises RunNotFoundError."""
     store.create_run(run_record("r"), Batch())
     with pytest.raises(RunNotFoundError, match=re.escape("No run `r2` in the store at")):
@@ -309,7 +309,7 @@ ITERATIONS: tuple[tuple[int, ...], ...] = ((), (1,), (1, 0), (2,))
 CELLS = sorted((n, it) for n in NODE_IDS for it in ITERATIONS)
 
 
-def fill(store: KVStore, run_id: str) -> None:
+def fill(store: Store, run_id: str) -> None:
     """Create ``run_id`` with every kind of record at every (node, iteration) cell."""
     store.create_run(
         run_record(run_id),
@@ -329,7 +329,7 @@ def fill(store: KVStore, run_id: str) -> None:
         store.deliver(run_id, signal(n, it, data=run_id.encode()))
 
 
-def test_load_returns_one_runs_records_and_nothing_of_another(store: KVStore) -> None:
+def test_load_returns_one_runs_records_and_nothing_of_another(store: Store) -> None:
     """Runs whose ids are prefixes of each other, with nodes a/ab/a.b at nested iterations,
     each load exactly their own records."""
     for run_id in RUN_IDS:
@@ -360,7 +360,7 @@ def test_load_returns_one_runs_records_and_nothing_of_another(store: KVStore) ->
         assert len(store.events(run_id=run_id)) == 2 * len(CELLS)
 
 
-def test_attempts_are_listed_by_node_then_number(store: KVStore) -> None:
+def test_attempts_are_listed_by_node_then_number(store: Store) -> None:
     """Attempts come back grouped by node, numbers in numeric order (10 after 2)."""
     attempts = [
         AttemptRecord(node_id=n, iteration=(3,), number=k, started_at=T0)
@@ -373,7 +373,7 @@ def test_attempts_are_listed_by_node_then_number(store: KVStore) -> None:
     ]
 
 
-def test_reads_of_an_unknown_run_are_empty(store: KVStore) -> None:
+def test_reads_of_an_unknown_run_are_empty(store: Store) -> None:
     """An unknown run id (even a prefix of a stored one) loads as None and lists nothing."""
     fill(store, "r1")
     assert store.load("r") is None
@@ -388,7 +388,7 @@ def test_reads_of_an_unknown_run_are_empty(store: KVStore) -> None:
 # -- events ---------------------------------------------------------------------------------
 
 
-def test_the_event_sequence_is_gap_free_across_runs_and_commits(store: KVStore) -> None:
+def test_the_event_sequence_is_gap_free_across_runs_and_commits(store: Store) -> None:
     """Every write's events get the next numbers in commit order, whatever the run."""
     store.create_run(run_record("a"), Batch(events=[event("run.started")]))
     store.create_run(
@@ -428,7 +428,7 @@ def test_the_event_sequence_is_gap_free_across_runs_and_commits(store: KVStore) 
     )
 
 
-def test_an_empty_log(store: KVStore) -> None:
+def test_an_empty_log(store: Store) -> None:
     """With no events, last_seq() is 0 and every events() query is empty."""
     assert store.last_seq() == 0
     assert store.events() == []
@@ -437,7 +437,7 @@ def test_an_empty_log(store: KVStore) -> None:
     assert store.events(run_id="r") == []
 
 
-def make_log(store: KVStore) -> None:
+def make_log(store: Store) -> None:
     """Runs ``a`` and ``ab`` with events interleaved: a=1,3,4,6  ab=2,5,7."""
     store.create_run(run_record("a"), Batch(events=[event("a1")]))
     store.create_run(run_record("ab"), Batch(events=[event("ab1")]))
@@ -447,7 +447,7 @@ def make_log(store: KVStore) -> None:
     store.commit("ab", Batch(events=[event("ab3")]), token=None)
 
 
-def test_events_after_pages_through_the_log(store: KVStore) -> None:
+def test_events_after_pages_through_the_log(store: Store) -> None:
     """Paging with after=<last seen seq> and a limit visits every event once, in order."""
     make_log(store)
     pages = []
@@ -462,7 +462,7 @@ def test_events_after_pages_through_the_log(store: KVStore) -> None:
     assert store.last_seq() == 7
 
 
-def test_events_of_one_run_come_from_its_index_in_order(store: KVStore) -> None:
+def test_events_of_one_run_come_from_its_index_in_order(store: Store) -> None:
     """``events(run_id=...)`` returns that run's events only, in order, with after and limit."""
     make_log(store)
     assert seqs_and_types(store, run_id="a") == [
@@ -483,7 +483,7 @@ def test_events_of_one_run_come_from_its_index_in_order(store: KVStore) -> None:
     assert store.events(run_id="b") == []
 
 
-def test_events_limit(store: KVStore) -> None:
+def test_events_limit(store: Store) -> None:
     """``limit`` caps how many events come back, globally and per run; 0 returns none."""
     make_log(store)
     assert [e.seq for e in store.events(limit=1)] == [1]
@@ -496,7 +496,7 @@ def test_events_limit(store: KVStore) -> None:
 # -- frames ---------------------------------------------------------------------------------
 
 
-def test_frames_are_deduplicated_by_hash(store: KVStore) -> None:
+def test_frames_are_deduplicated_by_hash(store: Store) -> None:
     """A second put of a digest keeps the first bytes, across commits and within one batch."""
     store.create_run(run_record("r"), Batch(frames=[("h1", b"first")]))
     store.commit("r", Batch(frames=[("h1", b"second"), ("h2", b"other")]), token=None)
@@ -509,7 +509,7 @@ def test_frames_are_deduplicated_by_hash(store: KVStore) -> None:
 # -- requested gates ------------------------------------------------------------------------
 
 
-def test_requested_gates_lists_every_requested_gate_across_runs(store: KVStore) -> None:
+def test_requested_gates_lists_every_requested_gate_across_runs(store: Store) -> None:
     """Gates in status requested appear with their current run record; others do not."""
     denied = requested("old", status="denied", decided_by="bob", decided_at=T1)
     store.create_run(run_record("a"), Batch(approvals=[requested("g1"), requested("g2", (1,))]))
@@ -524,7 +524,7 @@ def test_requested_gates_lists_every_requested_gate_across_runs(store: KVStore) 
     ]
 
 
-def test_deciding_or_withdrawing_a_gate_removes_it_from_requested_gates(store: KVStore) -> None:
+def test_deciding_or_withdrawing_a_gate_removes_it_from_requested_gates(store: Store) -> None:
     """A decided or withdrawn gate leaves the index; requesting it again puts it back."""
     store.create_run(run_record("a"), Batch(approvals=[requested("g1"), requested("g2", (1,))]))
     store.create_run(run_record("b"), Batch(approvals=[requested("g1")]))
@@ -546,7 +546,7 @@ def test_deciding_or_withdrawing_a_gate_removes_it_from_requested_gates(store: K
 
 
 @pytest.mark.parametrize("approved", [True, False])
-def test_decide_records_the_decision_and_tells_the_owner(store: KVStore, approved: bool) -> None:
+def test_decide_records_the_decision_and_tells_the_owner(store: Store, approved: bool) -> None:
     """A requested gate becomes approved/denied with the decision, an event and an inbox bump."""
     store.create_run(
         run_record("r", lease=lease()),
@@ -582,7 +582,7 @@ def test_decide_records_the_decision_and_tells_the_owner(store: KVStore, approve
     ]
 
 
-def test_decide_on_an_unknown_run_raises_and_writes_nothing(store: KVStore) -> None:
+def test_decide_on_an_unknown_run_raises_and_writes_nothing(store: Store) -> None:
     """Deciding in a run the store does not hold raises RunNotFoundError."""
     store.create_run(run_record("r"), Batch(approvals=[requested("g")]))
     before = dump(store, ["r"])
@@ -596,7 +596,7 @@ def test_decide_on_an_unknown_run_raises_and_writes_nothing(store: KVStore) -> N
     [("h", (), "`h`"), ("g", (2,), "`g` iteration 2"), ("g", (1, 0), "`g` iteration 1.0")],
 )
 def test_decide_on_a_gate_never_requested_raises_and_writes_nothing(
-    store: KVStore, gate: str, iteration: tuple[int, ...], where: str
+    store: Store, gate: str, iteration: tuple[int, ...], where: str
 ) -> None:
     """A gate with no request at that node and iteration raises GateNotRequestedError."""
     store.create_run(run_record("r"), Batch(approvals=[requested("g", (1,))]))
@@ -609,7 +609,7 @@ def test_decide_on_a_gate_never_requested_raises_and_writes_nothing(
     assert dump(store, ["r"]) == before
 
 
-def test_decide_on_a_withdrawn_gate_raises_and_writes_nothing(store: KVStore) -> None:
+def test_decide_on_a_withdrawn_gate_raises_and_writes_nothing(store: Store) -> None:
     """A withdrawn gate raises GateNotRequestedError saying it was withdrawn."""
     withdrawn = requested("g", status="withdrawn", withdrawn_at=T1, withdrawn_because="unmounted")
     store.create_run(run_record("r"), Batch(approvals=[withdrawn]))
@@ -631,7 +631,7 @@ def test_decide_on_a_withdrawn_gate_raises_and_writes_nothing(store: KVStore) ->
     ],
 )
 def test_decide_on_a_decided_gate_names_who_what_when_and_writes_nothing(
-    store: KVStore, approved: bool, by: str | None, note: str | None, said: str
+    store: Store, approved: bool, by: str | None, note: str | None, said: str
 ) -> None:
     """A second decision raises AlreadyDecidedError naming the first decider, verdict and time."""
     store.create_run(run_record("r"), Batch(approvals=[requested("g")]))
@@ -646,7 +646,7 @@ def test_decide_on_a_decided_gate_names_who_what_when_and_writes_nothing(
 # -- deliver --------------------------------------------------------------------------------
 
 
-def test_the_first_delivery_is_stored_announced_and_bumps_the_inbox(store: KVStore) -> None:
+def test_the_first_delivery_is_stored_announced_and_bumps_the_inbox(store: Store) -> None:
     """A signal's data is stored once with a ``signal.received`` event and an inbox bump."""
     store.create_run(run_record("r", status="waiting-signal"), Batch())
     run = store.deliver("r", signal("s", (2,), data=b"payload"))
@@ -671,7 +671,7 @@ def test_the_first_delivery_is_stored_announced_and_bumps_the_inbox(store: KVSto
     ]
 
 
-def test_a_second_delivery_is_refused_and_writes_nothing(store: KVStore) -> None:
+def test_a_second_delivery_is_refused_and_writes_nothing(store: Store) -> None:
     """Delivering to a signal that already holds data raises AlreadyDeliveredError."""
     store.create_run(run_record("r"), Batch())
     store.deliver("r", signal("s", (2,), data=b"first"))
@@ -685,7 +685,7 @@ def test_a_second_delivery_is_refused_and_writes_nothing(store: KVStore) -> None
 
 
 @pytest.mark.parametrize("status", TERMINAL)
-def test_a_delivery_to_a_terminal_run_is_refused(store: KVStore, status: str) -> None:
+def test_a_delivery_to_a_terminal_run_is_refused(store: Store, status: str) -> None:
     """A finished, failed or cancelled run refuses signals with SignalError, writing nothing."""
     store.create_run(run_record("r", status=status), Batch())
     before = dump(store, ["r"])
@@ -694,7 +694,7 @@ def test_a_delivery_to_a_terminal_run_is_refused(store: KVStore, status: str) ->
     assert dump(store, ["r"]) == before
 
 
-def test_a_delivery_to_an_unknown_run_raises(store: KVStore) -> None:
+def test_a_delivery_to_an_unknown_run_raises(store: Store) -> None:
     """Delivering to a run id the store does not hold raises RunNotFoundError."""
     with pytest.raises(RunNotFoundError, match=re.escape("No run `r` in the store at")):
         store.deliver("r", signal("s"))
@@ -704,7 +704,7 @@ def test_a_delivery_to_an_unknown_run_raises(store: KVStore) -> None:
 # -- acquire --------------------------------------------------------------------------------
 
 
-def test_acquire_takes_the_lease_with_the_next_epoch_and_applies_the_batch(store: KVStore) -> None:
+def test_acquire_takes_the_lease_with_the_next_epoch_and_applies_the_batch(store: Store) -> None:
     """A free run gets the lease with epoch + 1; the batch commits with it."""
     store.create_run(
         run_record("r", status="waiting-approval", epoch=3), Batch(events=[event("run.started")])
@@ -730,7 +730,7 @@ def test_acquire_takes_the_lease_with_the_next_epoch_and_applies_the_batch(store
     assert store.commit("r", Batch(nodes=[node("t")]), token="tok-new").applied
 
 
-def test_acquire_with_an_empty_batch_still_stores_the_lease(store: KVStore) -> None:
+def test_acquire_with_an_empty_batch_still_stores_the_lease(store: Store) -> None:
     """Taking a lease with nothing else to commit persists the lease and the epoch."""
     store.create_run(run_record("r"), Batch())
     got = store.acquire("r", lease("tok-new"), is_dead=lambda _: True, batch=Batch())
@@ -738,7 +738,7 @@ def test_acquire_with_an_empty_batch_still_stores_the_lease(store: KVStore) -> N
     assert store.get_run("r") == got
 
 
-def test_acquire_refuses_while_a_live_owner_holds_the_run(store: KVStore) -> None:
+def test_acquire_refuses_while_a_live_owner_holds_the_run(store: Store) -> None:
     """A live owner makes acquire raise RunLockedError naming its pid and host; no writes."""
     holder = lease("tok-old", pid=4242, host="box-a", epoch=1)
     store.create_run(run_record("r", lease=holder, epoch=1), Batch(events=[event("run.started")]))
@@ -763,7 +763,7 @@ def test_acquire_refuses_while_a_live_owner_holds_the_run(store: KVStore) -> Non
     assert dump(store, ["r"]) == before
 
 
-def test_acquire_takes_over_from_a_dead_owner(store: KVStore) -> None:
+def test_acquire_takes_over_from_a_dead_owner(store: Store) -> None:
     """A dead owner's lease is replaced (epoch + 1) and its token stops passing commit."""
     holder = lease("tok-old", pid=4242, host="box-a", epoch=1)
     store.create_run(run_record("r", lease=holder, epoch=1), Batch())
@@ -787,7 +787,7 @@ def test_acquire_takes_over_from_a_dead_owner(store: KVStore) -> None:
 
 
 @pytest.mark.parametrize("status", TERMINAL)
-def test_acquire_returns_a_terminal_run_unchanged(store: KVStore, status: str) -> None:
+def test_acquire_returns_a_terminal_run_unchanged(store: Store, status: str) -> None:
     """A finished, failed or cancelled run comes back as stored, and the batch is not applied."""
     stored = store.create_run(run_record("r", status=status, lease=lease(), epoch=1), Batch())
     before = dump(store, ["r"])
@@ -801,7 +801,7 @@ def test_acquire_returns_a_terminal_run_unchanged(store: KVStore, status: str) -
     assert dump(store, ["r"]) == before
 
 
-def test_acquire_of_an_unknown_run_raises(store: KVStore) -> None:
+def test_acquire_of_an_unknown_run_raises(store: Store) -> None:
     """Acquiring a run id the store does not hold raises RunNotFoundError."""
     with pytest.raises(RunNotFoundError, match=re.escape("No run `r` in the store at")):
         store.acquire("r", lease(), is_dead=lambda _: True, batch=Batch(events=[event("x")]))

@@ -7,7 +7,7 @@ import struct
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smithers.store.keys import (
+from smithers.store.kv.keys import (
     event_key,
     iteration_bytes,
     node_key,
@@ -15,7 +15,7 @@ from smithers.store.keys import (
     run_key,
     status_key,
 )
-from smithers.store.kvstore import _split_node_key
+from smithers.store.kv.kvstore import _split_node_key
 
 runs = st.integers(min_value=0, max_value=2**64 - 1)
 names = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=8)

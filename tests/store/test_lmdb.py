@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-import smithers.store.lmdb_kv as lmdb_kv
+import smithers.store.kv.lmdb_kv as lmdb_kv
 from smithers.errors import StoreError
 from smithers.store import Batch, KVStore, open_store
 from tests.store.helpers import (
@@ -82,10 +82,10 @@ def test_a_reader_in_another_process_sees_only_committed_data_while_a_write_is_o
 ) -> None:
     """A reader answers while this process holds a write open, and sees only committed data,
     whether it opened the store before the write began or while it was open."""
-    assert lmdb_store.path is not None
+    assert lmdb_store.location is not None
     lmdb_store.create_run(run_record("r"), Batch(events=[event("run.started")]))
     conn, child_end = SPAWN.Pipe()
-    reader = start(children, reader_main, lmdb_store.path, child_end)
+    reader = start(children, reader_main, lmdb_store.location, child_end)
     assert ask(conn, "ping") == "pong"
     if opened == "before":
         assert ask(conn, "open") == "opened"
@@ -124,10 +124,10 @@ def test_a_reader_in_another_process_sees_every_commit_whole(
     lmdb_store: KVStore, children: list[BaseProcess]
 ) -> None:
     """While this process commits over and over, a reader's every snapshot is a whole commit."""
-    assert lmdb_store.path is not None
+    assert lmdb_store.location is not None
     lmdb_store.create_run(run_record("r", updated_at="0"), Batch(events=[event("run.started")]))
     conn, child_end = SPAWN.Pipe()
-    reader = start(children, reader_main, lmdb_store.path, child_end)
+    reader = start(children, reader_main, lmdb_store.location, child_end)
     assert ask(conn, "open") == "opened"
     commits = 150
     conn.send("watch")
@@ -346,14 +346,14 @@ def test_racing_deciders_in_several_processes_have_exactly_one_winner(
     lmdb_store: KVStore, children: list[BaseProcess]
 ) -> None:
     """Four processes decide each of 30 gates at once: one wins, the others get AlreadyDecided."""
-    assert lmdb_store.path is not None
+    assert lmdb_store.location is not None
     gates = [f"g{i:02d}" for i in range(30)]
     lmdb_store.create_run(run_record("race"), Batch(approvals=[requested(g) for g in gates]))
     deciders = {"w0": True, "w1": False, "w2": True, "w3": False}
     barrier = SPAWN.Barrier(len(deciders))
     results = SPAWN.Queue()
     procs = [
-        start(children, decider_main, lmdb_store.path, name, approve, gates, barrier, results)
+        start(children, decider_main, lmdb_store.location, name, approve, gates, barrier, results)
         for name, approve in deciders.items()
     ]
     outcomes: dict[str, dict[str, tuple[str, str]]] = {}

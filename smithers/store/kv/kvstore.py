@@ -19,9 +19,11 @@ from smithers.errors import (
     SignalError,
 )
 from smithers.store.base import (
+    DEAD_AFTER,
     Batch,
     CommitResult,
     Decision,
+    DueRun,
     NodeKey,
     RunSnapshot,
     check_decidable,
@@ -29,14 +31,15 @@ from smithers.store.base import (
     decided_record,
     run_not_found,
 )
-from smithers.store.keys import (
+from smithers.store.kv.indexes import due_runs, put_run
+from smithers.store.kv.keys import (
+    MAX_KEY,
     event_key,
     node_key,
     parse_event_key,
     run_key,
-    status_key,
 )
-from smithers.store.kv import KV, Txn
+from smithers.store.kv.protocol import KV, Txn
 from smithers.store.records import (
     TERMINAL_RUN_STATUSES,
     ApprovalRecord,
@@ -85,8 +88,9 @@ class KVStore:
         self._kv = kv
 
     @property
-    def path(self) -> str | None:
-        return self._kv.path
+    def location(self) -> str | None:
+        """Where the store lives, or None in memory."""
+        return self._kv.location
 
     def close(self) -> None:
         self._kv.close()
@@ -98,12 +102,15 @@ class KVStore:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<{type(self._kv).__name__} store {self.path or 'in memory'}>"
+        return f"<{type(self._kv).__name__} store {self.location or 'in memory'}>"
 
     # -- reads --------------------------------------------------------------------------------
 
     def _run_key(self, txn: Txn, run_id: str) -> bytes | None:
-        return txn.get("run_ids", run_id.encode())
+        raw = run_id.encode()
+        if not raw or len(raw) > MAX_KEY:
+            return None  # no such run can exist: never hand the backend an impossible key
+        return txn.get("run_ids", raw)
 
     def _get_run(self, txn: Txn, run_id: str) -> tuple[bytes, RunRecord] | None:
         rk = self._run_key(txn, run_id)
@@ -135,6 +142,9 @@ class KVStore:
             if found is None:
                 return None
             rk, run = found
+            stored_input = txn.get("inputs", rk)
+            if stored_input is not None:  # else a store from before inputs had their table
+                run = msgspec.structs.replace(run, input=stored_input)
             nodes = {}
             for _, raw in txn.scan("nodes", rk):
                 rec = _NODE.decode(raw)
@@ -246,27 +256,32 @@ class KVStore:
         last = self._kv.read(lambda txn: txn.last("events"))
         return 0 if last is None else parse_event_key(last[0])
 
+    def due_runs(
+        self,
+        now: float,
+        limit: int,
+        *,
+        is_dead: Callable[[Lease], bool] | None = None,
+        dead_after: float = DEAD_AFTER,
+    ) -> list[DueRun]:
+        return due_runs(self._kv, now, limit, is_dead=is_dead, dead_after=dead_after)
+
     # -- writes -------------------------------------------------------------------------------
 
     def _write(self, fn: Callable[[Txn], T]) -> T:
         return self._kv.write(fn)
 
     def _apply(
-        self, txn: Txn, rk: bytes, run: RunRecord, batch: Batch
+        self, txn: Txn, rk: bytes, run: RunRecord, batch: Batch, **forced: object
     ) -> tuple[RunRecord, tuple[int, ...]]:
-        """Apply ``batch`` to run ``run`` inside ``txn``; return the new run and event seqs."""
-        updates = dict(batch.run)
+        """Apply ``batch`` (and the ``forced`` run fields) to run ``run`` inside ``txn``;
+        return the new run and event seqs."""
+        updates = {**batch.run, **forced}
         if batch.release_lease:
             updates["lease"] = None
         if batch.bump_inbox:
             updates["inbox"] = run.inbox + 1
-        if updates:
-            new_run = msgspec.structs.replace(run, **updates)
-            if new_run.status != run.status:
-                txn.delete("idx_status", status_key(run.status, rk))
-                txn.put("idx_status", status_key(new_run.status, rk), b"")
-        else:
-            new_run = run
+        new_run = msgspec.structs.replace(run, **updates) if updates else run
         for node in batch.nodes:
             txn.put("nodes", node_key(rk, node.node_id, node.iteration), _ENC.encode(node))
         for group in batch.groups:
@@ -290,7 +305,7 @@ class KVStore:
             txn.put("frames", digest.encode(), raw, overwrite=False)
         seqs = self._append_events(txn, rk, run.run_id, batch.events)
         if new_run is not run:
-            txn.put("runs", rk, _ENC.encode(new_run))
+            put_run(txn, rk, run, new_run)
         return new_run, seqs
 
     def _append_events(
@@ -324,8 +339,14 @@ class KVStore:
         return found
 
     def create_run(self, run: RunRecord, batch: Batch) -> RunRecord:
+        raw_id = run.run_id.encode()
+        if not raw_id or len(raw_id) > MAX_KEY:
+            raise InputError(
+                f"Run id {run.run_id[:40]!r} is invalid; a run id takes 1 to {MAX_KEY} bytes."
+            )
+
         def write(txn: Txn) -> RunRecord:
-            if txn.get("run_ids", run.run_id.encode()) is not None:
+            if txn.get("run_ids", raw_id) is not None:
                 raise InputError(
                     f"Run id `{run.run_id}` is already taken in this store; pass another "
                     f"--run-id, or continue it with `smithers resume {run.run_id}`."
@@ -334,10 +355,13 @@ class KVStore:
             number = 1 if stored_next is None else int.from_bytes(stored_next, "big")
             txn.put("meta", _NEXT_RUN, (number + 1).to_bytes(8, "big"))
             rk = run_key(number)
-            created = msgspec.structs.replace(run, key=number)
+            # The input is written once, in its own table: the run record is rewritten by
+            # every heartbeat and status change, and must stay small.
+            created = msgspec.structs.replace(run, key=number, input=None)
+            if run.input is not None:
+                txn.put("inputs", rk, run.input)
             txn.put("run_ids", run.run_id.encode(), rk)
-            txn.put("idx_status", status_key(created.status, rk), b"")
-            txn.put("runs", rk, _ENC.encode(created))
+            put_run(txn, rk, None, created)
             new_run, _ = self._apply(txn, rk, created, batch)
             return new_run
 
@@ -373,12 +397,15 @@ class KVStore:
                     f"(since {owner.acquired_at}); wait for it, or stop that process first."
                 )
             epoch = run.epoch + 1
-            claimed = msgspec.structs.replace(
-                run, lease=msgspec.structs.replace(lease, epoch=epoch), epoch=epoch
+            new_run, _ = self._apply(
+                txn,
+                rk,
+                run,
+                batch,
+                lease=msgspec.structs.replace(lease, epoch=epoch),
+                epoch=epoch,
+                wake_at=None,
             )
-            new_run, _ = self._apply(txn, rk, claimed, batch)
-            if new_run is claimed:
-                txn.put("runs", rk, _ENC.encode(claimed))
             return new_run
 
         return self._write(write)

@@ -16,6 +16,7 @@ T = TypeVar("T")
 TABLES = (
     "meta",
     "runs",
+    "inputs",
     "run_ids",
     "nodes",
     "groups",
@@ -28,6 +29,9 @@ TABLES = (
     "frames",
     "idx_status",
     "idx_gates",
+    "idx_wake",
+    "idx_news",
+    "idx_leases",
 )
 
 
@@ -64,8 +68,8 @@ class KV(Protocol):
     """A backend: runs functions inside read or write transactions."""
 
     @property
-    def path(self) -> str | None:
-        """The backing directory, or None in memory."""
+    def location(self) -> str | None:
+        """Where the backend keeps its data (a directory), or None in memory."""
 
     def read(self, fn: Callable[[Txn], T]) -> T:
         """Run ``fn`` in a read transaction (a consistent snapshot; never blocks writers)."""

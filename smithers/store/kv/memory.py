@@ -7,8 +7,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from smithers.store.kv import TABLES
-from smithers.store.kvstore import KVStore
+from smithers.store.kv.kvstore import KVStore
+from smithers.store.kv.protocol import TABLES
 
 __all__ = ["MemoryKV", "memory_store"]
 
@@ -102,7 +102,8 @@ class MemoryKV:
         self._lock = threading.RLock()
 
     @property
-    def path(self) -> str | None:
+    def location(self) -> str | None:
+        """None: nothing is kept anywhere."""
         return None
 
     def read(self, fn: Callable[[_MemoryTxn], T]) -> T:

@@ -18,6 +18,7 @@ __all__ = [
     "parse_event_key",
     "run_key",
     "status_key",
+    "time_key",
 ]
 
 MAX_KEY = 511  # LMDB's default key limit
@@ -52,3 +53,9 @@ def parse_event_key(raw: bytes) -> int:
 def status_key(status: str, run: bytes) -> bytes:
     """The runs-by-status index key."""
     return status.encode() + b"\x00" + run
+
+
+def time_key(epoch: float, run: bytes) -> bytes:
+    """An index key that sorts by time, then run: ``microseconds since the epoch (u64 BE) ||
+    run key`` (times before the epoch sort first)."""
+    return _U64.pack(max(0, round(epoch * 1_000_000))) + run

@@ -8,17 +8,20 @@ demand so no ``MapFullError`` reaches a user.
 from __future__ import annotations
 
 import os
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import lmdb
+import msgspec
 
 from smithers.errors import StoreError
-from smithers.store.kv import TABLES
-from smithers.store.kvstore import KVStore
+from smithers.store.kv.keys import MAX_KEY
+from smithers.store.kv.kvstore import KVStore
+from smithers.store.kv.protocol import TABLES
 
-__all__ = ["OPEN_OPTIONS", "LmdbKV", "open_lmdb_store"]
+__all__ = ["OPEN_OPTIONS", "LmdbKV", "check_file_size", "open_lmdb_store"]
 
 T = TypeVar("T")
 _FORMAT_KEY = b"format"
@@ -33,13 +36,82 @@ OPEN_OPTIONS: dict[str, Any] = {
     "writemap": False,
     "map_async": False,
     "lock": True,
-    "max_dbs": 16,
+    "max_dbs": 32,
     "max_readers": 512,
     "max_spare_txns": 0,
     "map_size": 0,
 }
+# LMDB's two meta pages open the file: page header (16 bytes), then magic, version, ..., the
+# page size (in the free DB's pad field), the last used page number and the transaction id.
+_META = struct.Struct("<II8x8xI44x48xQQ")
+_META_MAGIC = 0xBEEFC0DE
+# Errors that mean the file's content is damaged (not the disk or the permissions). A bad
+# page can poison a transaction silently, so the next call reports MDB_BAD_TXN instead.
+_DAMAGE = (
+    lmdb.CorruptedError,
+    lmdb.PageNotFoundError,
+    lmdb.InvalidError,
+    lmdb.PanicError,
+    lmdb.BadTxnError,
+)
 _ENVS: dict[tuple[str, int], tuple[Any, dict[str, Any], list[int], bool]] = {}
 _ENVS_LOCK = threading.Lock()
+
+
+def _damaged(path: str, cause: str) -> StoreError:
+    return StoreError(
+        f"The store at {path} is damaged ({cause}); restore it from a backup, or move it "
+        "aside to start a new store."
+    )
+
+
+def _fault(path: str, exc: Exception, *, writing: bool) -> StoreError:
+    """The one-sentence `StoreError` for an error met while using the store at ``path``."""
+    if isinstance(exc, _DAMAGE):
+        return _damaged(path, str(exc))
+    if isinstance(exc, msgspec.DecodeError):
+        return _damaged(path, f"a record does not decode: {exc}")
+    if writing:
+        return StoreError(
+            f"The store at {path} could not commit ({exc}), so nothing of this step was "
+            "written; check the disk (free space, errors), then resume the run."
+        )
+    return StoreError(
+        f"The store at {path} could not be read ({exc}); check the disk, then try again."
+    )
+
+
+def check_file_size(path: str) -> None:
+    """Refuse a ``data.mdb`` shorter than its newest meta page says (reading it would SIGBUS).
+
+    Raises:
+        StoreError: When the file is truncated.
+    """
+    data = os.path.join(path, "data.mdb")
+    try:
+        with open(data, "rb") as file:
+            head = file.read(_META.size + 16)
+            if len(head) < _META.size + 16:
+                size = os.fstat(file.fileno()).st_size
+                if size:
+                    raise _damaged(path, f"data.mdb is only {size} bytes")
+                return
+            pages = [_META.unpack_from(head, 16)]
+            psize = pages[0][2]
+            if pages[0][0] != _META_MAGIC or psize < 512 or psize & (psize - 1):
+                return  # not LMDB's meta page: lmdb.open says so precisely
+            file.seek(psize)
+            second = file.read(_META.size + 16)
+            if len(second) == _META.size + 16:
+                pages.append(_META.unpack_from(second, 16))
+            size = os.fstat(file.fileno()).st_size
+    except FileNotFoundError:
+        return
+    valid = [m for m in pages if m[0] == _META_MAGIC]
+    last_page = max(valid, key=lambda m: m[4])[3]
+    needed = (last_page + 1) * psize
+    if size < needed:
+        raise _damaged(path, f"data.mdb is {size} bytes but its last page ends at byte {needed}")
 
 
 class _LmdbTxn:
@@ -50,6 +122,8 @@ class _LmdbTxn:
         self._dbs = dbs
 
     def get(self, table: str, key: bytes) -> bytes | None:
+        if not key or len(key) > MAX_KEY:
+            return None  # LMDB could never have stored it (and would raise BadValsizeError)
         value = self._txn.get(key, db=self._dbs[table])
         return None if value is None else bytes(value)
 
@@ -183,9 +257,12 @@ class LmdbKV:
             )
         try:
             os.makedirs(path, exist_ok=True)
+            check_file_size(path)
             self._env, self._dbs = _open_env(path, readonly)
         except StoreError:
             raise
+        except _DAMAGE as exc:
+            raise _damaged(path, str(exc)) from None
         except lmdb.Error as exc:
             raise StoreError(
                 f"Cannot open the store at {path} ({exc}); pass --store with a writable directory."
@@ -200,7 +277,8 @@ class LmdbKV:
         self._closed = False
 
     @property
-    def path(self) -> str | None:
+    def location(self) -> str | None:
+        """The environment's directory."""
         return self._path
 
     def read(self, fn: Callable[[_LmdbTxn], T]) -> T:
@@ -210,6 +288,8 @@ class LmdbKV:
                     return fn(_LmdbTxn(txn, self._dbs))
             except lmdb.MapResizedError:
                 self._env.set_mapsize(0)
+            except (lmdb.Error, msgspec.DecodeError) as exc:
+                raise _fault(self._path, exc, writing=False) from None
 
     def write(self, fn: Callable[[_LmdbTxn], T]) -> T:
         if self._readonly:
@@ -223,6 +303,8 @@ class LmdbKV:
                 self._env.set_mapsize(self._env.info()["map_size"] * 2)
             except lmdb.MapResizedError:
                 self._env.set_mapsize(0)
+            except (lmdb.Error, msgspec.DecodeError) as exc:
+                raise _fault(self._path, exc, writing=True) from None
 
     def reader_check(self) -> int:
         """Clear reader slots left by killed processes; return how many were cleared."""
