@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, get_args
 
 import click
 import msgspec
@@ -20,11 +20,12 @@ from smithers.cli.options import (
     parse_json,
     settings,
 )
+from smithers.store.records import RunStatus
 
 __all__ = ["COMMANDS"]
 
 _JSON = msgspec.json.Encoder()
-_STATUSES = ["running", "waiting-approval", "waiting-signal", "finished", "failed", "cancelled"]
+_STATUSES = list(get_args(RunStatus))
 
 
 def _shown(document: Any) -> str:

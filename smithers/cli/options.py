@@ -12,6 +12,7 @@ import click
 import msgspec
 
 from smithers.errors import InputError
+from smithers.store.records import RunStatus
 
 __all__ = [
     "EXIT",
@@ -30,7 +31,7 @@ __all__ = [
     "settings",
 ]
 
-EXIT = {
+EXIT: dict[RunStatus, int] = {
     "finished": 0,
     "failed": 1,
     "cancelled": 2,

@@ -19,12 +19,12 @@ from smithers.runtime.documents import (
     unapplied,
 )
 from smithers.runtime.lease import describe_owner
-from smithers.store.records import EventRecord
+from smithers.store.records import EventRecord, RunStatus
 
 __all__ = ["event_line", "gate_lines", "progress_line", "result_lines", "status_lines"]
 
 _JSON = msgspec.json.Encoder()
-_STATUS_WORDS = {
+_STATUS_WORDS: dict[RunStatus, str] = {
     "finished": "finished",
     "failed": "failed",
     "cancelled": "was cancelled",

@@ -6,7 +6,7 @@ no asyncio (read-only commands stay light)."""
 from __future__ import annotations
 
 import shlex
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, assert_never
 
 import attrs
 import msgspec
@@ -25,7 +25,7 @@ from smithers.store.records import (
 if TYPE_CHECKING:
     from smithers.compiler.graph import Graph
     from smithers.components.definition import WorkflowDefinition
-    from smithers.runtime.results import RunResult
+    from smithers.runtime.results import RunResult, WaitKind
 
 __all__ = [
     "StatusView",
@@ -69,24 +69,28 @@ def plain(value: Any) -> Any:
 
 
 def commands(
-    run_id: str, node_id: str, iteration: Iteration, kind: str, store_flag: str
+    run_id: str, node_id: str, iteration: Iteration, kind: WaitKind, store_flag: str
 ) -> dict[str, str | None]:
     """The exact commands that decide a gate or feed a signal (quoted for a shell)."""
     its = f" --iteration {iteration_text(iteration)}" if iteration else ""
     base = f"{shlex.quote(run_id)} --node {shlex.quote(node_id)}{its}{store_flag}"
-    if kind == "approval":
-        return {
-            "approve_command": f"smithers approve {base}",
-            "deny_command": f"smithers deny {base}",
-            "signal_command": None,
-            "schema_command": None,
-        }
-    return {
-        "approve_command": None,
-        "deny_command": None,
-        "signal_command": f"smithers signal {base} --data '<json>'",
-        "schema_command": f"smithers signal {base} --schema",
-    }
+    match kind:
+        case "approval":
+            return {
+                "approve_command": f"smithers approve {base}",
+                "deny_command": f"smithers deny {base}",
+                "signal_command": None,
+                "schema_command": None,
+            }
+        case "signal":
+            return {
+                "approve_command": None,
+                "deny_command": None,
+                "signal_command": f"smithers signal {base} --data '<json>'",
+                "schema_command": f"smithers signal {base} --schema",
+            }
+        case unknown:
+            assert_never(unknown)
 
 
 def stranded(run: RunRecord) -> bool:

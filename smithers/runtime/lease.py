@@ -100,4 +100,4 @@ def is_dead(lease: Lease, *, now: float | None = None) -> bool:
 
 def describe_owner(lease: Lease) -> str:
     """``pid 123 on host`` for messages."""
-    return f"pid {lease.pid} on {lease.host}"
+    return lease.describe()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -21,7 +21,7 @@ from smithers.runtime.compat import (
 from smithers.runtime.lease import now_iso
 from smithers.runtime.scheduler import Scheduler
 from smithers.store.base import Batch
-from smithers.store.records import AttemptRecord, ErrorInfo
+from smithers.store.records import AttemptRecord, ErrorInfo, EventType
 
 __all__ = ["RecoverySteps"]
 
@@ -114,7 +114,9 @@ class RecoverySteps(Scheduler):
         self._stop_watch()
         self._commit(release=True)
 
-    def _abandon(self, outcome: Any, error: str, *, state: Any) -> None:
+    def _abandon(
+        self, outcome: Literal["interrupted", "cancelled"], error: str, *, state: Any
+    ) -> None:
         """Give up on in-flight attempts: recorded with ``outcome``; late results dropped."""
         for key, attempt in list(self.inflight.items()):
             attempt.settled = True
@@ -123,7 +125,8 @@ class RecoverySteps(Scheduler):
             ms = round((time.perf_counter() - attempt.started) * 1000, 3)
             self._end_attempt(attempt, outcome, ms, error)
             self._set(key, state, reason=None if state == "pending" else outcome)
-            self.state.event(f"node.{outcome}", key[0], key[1], attempt=attempt.number)
+            kind: EventType = "node.interrupted" if outcome == "interrupted" else "node.cancelled"
+            self.state.event(kind, key[0], key[1], attempt=attempt.number)
         self.inflight.clear()
         self.running_total = 0
         self.running_in = {}

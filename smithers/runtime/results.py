@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import msgspec
@@ -22,10 +22,14 @@ __all__ = [
     "PendingNode",
     "RunError",
     "RunResult",
+    "WaitKind",
     "last_graph",
     "resolve_store",
     "result_of",
 ]
+
+WaitKind = Literal["approval", "signal"]
+"""What a waiting node waits for: a person's decision, or data from outside."""
 
 RunError = ErrorInfo
 """Why a run failed: the error type, its message and the node it came from (the stored
@@ -46,7 +50,7 @@ class PendingNode:
 
     node_id: str
     iteration: tuple[int, ...]
-    kind: str
+    kind: WaitKind
     request: ApprovalRequest | None
     waiting_since: str | None
     decision: ApprovalDecision | None = None  # decided, not yet applied by the run

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, assert_never
 
 import msgspec
 
@@ -182,12 +182,15 @@ class Scheduler:
                 return
             if status == "wait":
                 return
-        if node.kind == "task":
-            self._start_task(node, key)
-        elif node.kind == "approval":
-            self._request(node, key)
-        else:
-            self._await_signal(node, key)
+        match node.kind:
+            case "task":
+                self._start_task(node, key)
+            case "approval":
+                self._request(node, key)
+            case "signal":
+                self._await_signal(node, key)
+            case unknown:
+                assert_never(unknown)
 
     def _is_terminal(self, unit: str) -> bool:
         assert self.plan is not None
@@ -332,7 +335,9 @@ class Scheduler:
     def _withdraw(self, key: NodeKey, because: str) -> None:
         raise NotImplementedError  # provided by a mixin
 
-    def _abandon(self, outcome: Any, error: str, *, state: Any) -> None:
+    def _abandon(
+        self, outcome: Literal["interrupted", "cancelled"], error: str, *, state: Any
+    ) -> None:
         raise NotImplementedError  # provided by a mixin
 
     def _reload_inbox(self) -> None:

@@ -17,6 +17,7 @@ from smithers.store.base import Batch, NodeKey, RunSnapshot
 from smithers.store.records import (
     ApprovalRecord,
     AttemptRecord,
+    EventType,
     GroupRecord,
     Iteration,
     NewEvent,
@@ -135,7 +136,7 @@ class RunState:
 
     def event(
         self,
-        type: str,
+        type: EventType,
         node_id: str | None = None,
         iteration: Iteration | None = None,
         /,

@@ -301,7 +301,7 @@ def need_run(
 def check_token(run: RunRecord, token: str | None) -> None:
     """Raise `LeaseLostError` unless ``token`` is the run's current lease token."""
     if token is not None and (run.lease is None or run.lease.token != token):
-        owner = f"pid {run.lease.pid} on {run.lease.host}" if run.lease else "nobody"
+        owner = run.lease.describe() if run.lease else "nobody"
         raise LeaseLostError(
             f"Run `{run.run_id}` is no longer owned by this process (now {owner}); it stopped "
             "without committing."

@@ -17,6 +17,7 @@ __all__ = [
     "DefinitionRef",
     "ErrorInfo",
     "EventRecord",
+    "EventType",
     "GroupRecord",
     "Iteration",
     "Lease",
@@ -54,6 +55,10 @@ class Lease(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     host: str
     heartbeat: float
     acquired_at: str
+
+    def describe(self) -> str:
+        """``pid 123 on host``: who this is, for messages."""
+        return f"pid {self.pid} on {self.host}"
 
 
 class DefinitionRef(
@@ -240,10 +245,39 @@ class SignalRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     previous: tuple[dict[str, Any], ...] = ()
 
 
+EventType = Literal[
+    "run.started",
+    "run.resumed",
+    "run.waiting",
+    "run.finished",
+    "run.failed",
+    "run.cancelled",
+    "run.interrupted",
+    "run.retried",
+    "node.started",
+    "node.finished",
+    "node.failed",
+    "node.retrying",
+    "node.skipped",
+    "node.cancelled",
+    "node.interrupted",
+    "approval.requested",
+    "approval.decided",
+    "approval.withdrawn",
+    "signal.waiting",
+    "signal.received",
+    "signal.rejected",
+    "workflow.changed",
+    "loop.max-reached",
+]
+"""Every event type the log holds (DESIGN §8 plus the additions in docs/architecture.md);
+a new one is added here, and mypy checks every place that names one."""
+
+
 class NewEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """An event to append; the store gives it the next global sequence number."""
 
-    type: str
+    type: EventType
     node_id: str | None = None
     iteration: Iteration | None = None
     at: str
@@ -256,7 +290,7 @@ class EventRecord(
     """One entry of the durable, gap-free event log."""
 
     seq: int
-    type: str
+    type: str  # an EventType when written; read as text, so a newer writer's events still read
     run_id: str
     node_id: str | None = None
     iteration: Iteration | None = None

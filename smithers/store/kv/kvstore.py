@@ -393,7 +393,7 @@ class KVStore:
             if run.lease is not None and not is_dead(run.lease):
                 owner = run.lease
                 raise RunLockedError(
-                    f"Run `{run_id}` is being executed by pid {owner.pid} on {owner.host} "
+                    f"Run `{run_id}` is being executed by {owner.describe()} "
                     f"(since {owner.acquired_at}); wait for it, or stop that process first."
                 )
             epoch = run.epoch + 1
