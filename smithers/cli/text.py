@@ -166,14 +166,24 @@ def gate_lines(rows: list[dict[str, Any]]) -> list[str]:
     for row in rows:
         its = tuple(row["iteration"])
         which = f" iteration {iteration_text(its)}" if its else ""
-        lines.append(
-            f"{row['run_id']}  {row['node_id']}{which}  ({row['workflow']}, waiting since "
-            f"{row['waiting_since']})"
+        decision = row.get("decision")
+        state = (
+            "decided, not applied yet"
+            if decision is not None
+            else f"waiting since {row['waiting_since']}"
         )
+        lines.append(f"{row['run_id']}  {row['node_id']}{which}  ({row['workflow']}, {state})")
         lines.append(f"  {row['title']}")
         if row["summary"]:
             lines.append(f"  {row['summary']}")
         lines.extend(f"  {key}: {value}" for key, value in row["metadata"].items())
+        if decision is not None:
+            verb = "approved" if decision.get("approved") else "denied"
+            lines.append(
+                f"  {verb} by {decision.get('decided_by')} at {decision.get('decided_at')}"
+            )
+            lines.append(f"  go on:   {row['resume_command']}")
+            continue
         lines.append(f"  approve: {row['approve_command']}")
         lines.append(f"  deny:    {row['deny_command']}")
     return lines

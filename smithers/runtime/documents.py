@@ -285,6 +285,8 @@ def gate_rows(
                 "metadata": a.request.get("metadata", {}),
                 "waiting_since": a.requested_at,
                 "on_deny": a.on_deny,
+                "decision": None,
+                "resume_command": None,
                 **{
                     k: v
                     for k, v in commands(
@@ -314,8 +316,37 @@ def event_document(event: EventRecord) -> dict[str, Any]:
 
 
 def inbox_document(store: Store, store_flag: str) -> list[dict[str, Any]]:
-    """Every requested gate across runs (``smithers approvals``), oldest run first."""
-    return gate_rows(store.requested_gates(), store_flag)
+    """Every requested gate across runs (``smithers approvals``), then every decision that
+    nothing has applied yet (its recorder stopped before resuming), with the command that
+    applies it. Reads the requested-gates index and the runs with news, never every run."""
+    from smithers.runtime.clock import now
+
+    rows = gate_rows(store.requested_gates(), store_flag)
+    for due in store.due_runs(now(), 1000):
+        if due.reason != "news":
+            continue
+        snapshot = store.load(due.run.run_id)
+        if snapshot is None:
+            continue
+        for a in unapplied(snapshot):
+            rows.append(
+                {
+                    "run_id": snapshot.run.run_id,
+                    "node_id": a.node_id,
+                    "iteration": list(a.iteration),
+                    "workflow": snapshot.run.workflow,
+                    "title": a.request.get("title"),
+                    "summary": a.request.get("summary"),
+                    "metadata": a.request.get("metadata", {}),
+                    "waiting_since": a.requested_at,
+                    "on_deny": a.on_deny,
+                    "decision": a.decision,
+                    "resume_command": resume_command(snapshot.run.run_id, store_flag),
+                    "approve_command": None,
+                    "deny_command": None,
+                }
+            )
+    return rows
 
 
 # -- outputs and graphs ------------------------------------------------------------------------

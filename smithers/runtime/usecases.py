@@ -11,7 +11,7 @@ import attrs
 
 from smithers.compiler.render import render
 from smithers.components.definition import WorkflowDefinition
-from smithers.errors import LoadError, RunLockedError, UnknownRunError
+from smithers.errors import AlreadyDecidedError, LoadError, RunLockedError, UnknownRunError
 from smithers.runtime.api import (
     EventSink,
     check_run_id,
@@ -21,7 +21,7 @@ from smithers.runtime.api import (
 )
 from smithers.runtime.compat import check_resumable
 from smithers.runtime.decisions import cancel, find_gate, record_decision, signal
-from smithers.runtime.documents import iteration_text
+from smithers.runtime.documents import iteration_text, needs_resume, unapplied
 from smithers.runtime.lease import describe_owner, is_dead
 from smithers.runtime.loader import Loaded, load_definition, load_ref
 from smithers.runtime.results import RunResult, result_of
@@ -257,7 +257,10 @@ async def decide(
             None,
         )
         confirm(gate, its, record)
-    decided, fresh = record_decision(store, run_id, gate, its, approved, note=note, by=by)
+    try:
+        decided, fresh = record_decision(store, run_id, gate, its, approved, note=note, by=by)
+    except AlreadyDecidedError as exc:
+        raise _with_resume_hint(store, run_id, gate, its, exc) from None
     verb = "Approved" if approved else "Denied"
     where = f" iteration {iteration_text(its)}" if its else ""
     told = f"{verb} `{gate}`{where} of run {run_id} as {decided.decided_by}."
@@ -269,6 +272,22 @@ async def decide(
         say=say,
         on_event=on_event,
         handle_signals=handle_signals,
+    )
+
+
+def _with_resume_hint(
+    store: Store, run_id: str, gate: str, its: Iteration, exc: AlreadyDecidedError
+) -> AlreadyDecidedError:
+    """An "already decided" refusal that also says when the decision waits to be applied
+    (its recorder stopped before resuming) and how to apply it."""
+    snapshot = store.load(run_id)
+    if snapshot is None or not needs_resume(snapshot.run, snapshot):
+        return exc
+    if (gate, its) not in {(a.node_id, a.iteration) for a in unapplied(snapshot)}:
+        return exc
+    message = str(exc).rstrip(".")
+    return AlreadyDecidedError(
+        f"{message}; that decision is not applied yet: go on with `smithers resume {run_id}`."
     )
 
 

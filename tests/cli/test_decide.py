@@ -308,7 +308,8 @@ def test_approve_a_signal_and_a_gate_not_yet_requested(tmp_path: Path, store_dir
 
 
 def test_approve_an_already_decided_gate(tmp_path: Path, store_dir: Path, parked: str) -> None:
-    """A second decision is refused, naming who decided, what and when."""
+    """A second decision is refused, naming who decided, what and when (and, since nothing
+    applied the first yet, how to apply it)."""
     invoke(
         "--store", str(store_dir), "approve", "r1", "--no-resume", "--by", "bob", "--note", "fine"
     )
@@ -316,7 +317,7 @@ def test_approve_an_already_decided_gate(tmp_path: Path, store_dir: Path, parked
     before = store_state(store_dir)
     expected = (
         f"Error: Gate `gate` of run `r1` was already approved by bob at {decided_at} ('fine'); "
-        "a decision is final."
+        "a decision is final; that decision is not applied yet: go on with `smithers resume r1`."
     )
     assert one_error(invoke("--store", str(store_dir), "deny", "r1", "--node", "gate")) == expected
     assert one_error(invoke("--store", str(store_dir), "approve", "r1", "--node", "gate")) == (

@@ -422,3 +422,38 @@ def test_graph_of_a_run_in_mermaid_shows_states(tmp_path: Path, store_dir: Path)
     assert "class n_gate s_waiting_approval" in mermaid.out
     dot = invoke("--store", str(store_dir), "graph", "--run", "g", "--format", "dot")
     assert "fillcolor" in dot.out
+
+
+def test_the_inbox_lists_a_decision_not_applied_yet(tmp_path: Path, store_dir: Path) -> None:
+    """After `approve --no-resume` (or an approve killed before it resumed), `approvals` shows
+    the gate as decided, not applied yet, with the command that applies it."""
+    write(tmp_path, "gated.py", GATE)
+    assert invoke("--store", str(store_dir), "run", "gated.py", "--run-id", "g").code == 3
+    assert invoke("--store", str(store_dir), "approve", "g", "--no-resume", "--by", "bob").code == 0
+    text = invoke("--store", str(store_dir), "approvals").out.splitlines()
+    assert text[0] == "g  gate  (gated, decided, not applied yet)"
+    assert text[-2].startswith("  approved by bob at ")
+    assert text[-1] == f"  go on:   smithers resume g --store {store_dir}"
+    (row,) = invoke("--store", str(store_dir), "approvals", "--json").json()
+    assert row["decision"]["approved"] is True
+    assert row["resume_command"] == f"smithers resume g --store {store_dir}"
+    assert row["approve_command"] is None
+    assert invoke("--store", str(store_dir), "resume", "g").code == 0
+    assert invoke("--store", str(store_dir), "approvals", "--json").json() == []
+
+
+def test_a_second_decision_on_an_unapplied_gate_says_how_to_apply_it(
+    tmp_path: Path, store_dir: Path
+) -> None:
+    """A second approve of a gate decided but not applied is refused ("already approved") and
+    names the resume command; nothing is written."""
+    write(tmp_path, "gated.py", GATE)
+    assert invoke("--store", str(store_dir), "run", "gated.py", "--run-id", "g").code == 3
+    assert invoke("--store", str(store_dir), "approve", "g", "--no-resume", "--by", "bob").code == 0
+    before = store_state(store_dir)
+    line = one_error(invoke("--store", str(store_dir), "deny", "g", "--node", "gate", "--yes"))
+    assert line.startswith("Error: Gate `gate` of run `g` was already approved by bob at ")
+    assert line.endswith(
+        "a decision is final; that decision is not applied yet: go on with `smithers resume g`."
+    )
+    assert store_state(store_dir) == before
