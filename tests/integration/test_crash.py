@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 from collections import Counter
@@ -327,3 +328,26 @@ def test_kill9_after_the_gate_finished_resumes_with_the_decision_as_data(tmp_pat
     assert msgspec.msgpack.decode(raw) == {"status": "approved"}
     assert len(gate_finished) == 1
     assert runs_of(executions(tmp_path / "executions.log"), "d") == {"build": 1, "record": 2}
+
+
+def test_a_killed_run_says_its_owner_is_gone_and_how_to_go_on(tmp_path: Path) -> None:
+    """After kill -9 mid-task, `status` and `runs` say nothing runs the run (its owner is
+    gone) and print the exact resume command; that command finishes it."""
+    write(tmp_path / "chain.py", CHAIN)
+    store = tmp_path / "store"
+    hold(tmp_path, "r", "t1")
+    proc = spawn(store, "run", "chain.py", "--run-id", "r", cwd=tmp_path)
+    with reaping(proc):
+        wait_for(inflight(tmp_path, "r", "t1"), "t1 in flight", proc=proc)
+        kill9(proc)
+    release(tmp_path, "r")
+    status = smithers_cli(store, "status", "r", cwd=tmp_path)
+    owner = f"pid {proc.pid} on {socket.gethostname()}, which is gone"
+    assert f"  owner:    {owner}: nothing is running this run (it was interrupted)" in (
+        status.out.splitlines()
+    )
+    assert f"  go on:    smithers resume r --store {store}" in status.out.splitlines()
+    runs = smithers_cli(store, "runs", "--json", cwd=tmp_path)
+    assert json.loads(runs.out)[0]["resume_command"] == f"smithers resume r --store {store}"
+    resumed = smithers_cli(store, "resume", "r", cwd=tmp_path)
+    assert resumed.code == 0, resumed.err
