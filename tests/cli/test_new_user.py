@@ -457,3 +457,30 @@ def test_a_second_decision_on_an_unapplied_gate_says_how_to_apply_it(
         "a decision is final; that decision is not applied yet: go on with `smithers resume g`."
     )
     assert store_state(store_dir) == before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["status", ""], ["resume", ""], ["events", ""], ["output", "", "x"], ["approve", ""]],
+)
+def test_an_empty_run_id_is_one_error_line(
+    tmp_path: Path, store_dir: Path, args: list[str]
+) -> None:
+    """An empty run id is "no run" (one `Error:` line, exit 4), never an LMDB traceback."""
+    write(tmp_path, "ok.py", OK)
+    assert invoke("--store", str(store_dir), "run", "ok.py", "--run-id", "r").code == 0
+    assert one_error(invoke("--store", str(store_dir), *args)) == (
+        f"Error: No run `` in the store at {store_dir}; list runs with `smithers runs`."
+    )
+
+
+def test_a_signal_to_a_gate_names_its_kind_with_the_right_article(
+    tmp_path: Path, store_dir: Path
+) -> None:
+    """Data sent to an approval gate is refused: "is an approval, not a Signal"."""
+    write(tmp_path, "gated.py", GATE)
+    assert invoke("--store", str(store_dir), "run", "gated.py", "--run-id", "g").code == 3
+    line = one_error(
+        invoke("--store", str(store_dir), "signal", "g", "--node", "gate", "--data", "{}")
+    )
+    assert "Node `gate` of run `g` is an approval, not a Signal" in line
