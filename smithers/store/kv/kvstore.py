@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
 from smithers.errors import (
     AlreadyDeliveredError,
+    ApprovalRefusedError,
     InputError,
     RunLockedError,
     SignalError,
@@ -53,6 +54,7 @@ from smithers.store.records import (
     RunRecord,
     SignalRecord,
 )
+from smithers.store.votes import judge
 
 __all__ = ["KVStore"]
 
@@ -67,6 +69,7 @@ _SIGNAL = msgspec.msgpack.Decoder(SignalRecord)
 _EVENT = msgspec.msgpack.Decoder(EventRecord)
 _U32 = struct.Struct(">I")
 _NEXT_RUN = b"next-run-key"
+_MEMBERS = msgspec.msgpack.Decoder(list[str])
 
 
 def _split_node_key(raw: bytes) -> NodeKey:
@@ -411,34 +414,83 @@ class KVStore:
         return self._write(write)
 
     def decide(self, run_id: str, decision: Decision) -> tuple[ApprovalRecord, RunRecord]:
-        def write(txn: Txn) -> tuple[ApprovalRecord, RunRecord]:
+        def write(txn: Txn) -> tuple[ApprovalRecord, RunRecord] | str:
             rk, run = self._need_run(txn, run_id)
             key = node_key(rk, decision.node_id, decision.iteration)
             raw = txn.get("approvals", key)
             record = None if raw is None else _APPROVAL.decode(raw)
             check_decidable(run, record, decision)
             assert record is not None
-            decided = decided_record(record, decision)
-            event = NewEvent(
-                type="approval.decided",
-                node_id=decision.node_id,
-                iteration=decision.iteration,
-                at=decision.decided_at,
-                data={
-                    "decision": decided.decision,
-                    "recorded_by": decision.recorded_by,
-                    "recorded_on": decision.recorded_on,
-                },
+            where = f"gate `{decision.node_id}`" + (
+                f" iteration {'.'.join(map(str, decision.iteration))}" if decision.iteration else ""
             )
+            common = {"recorded_by": decision.recorded_by, "recorded_on": decision.recorded_on}
+            at, its = decision.decided_at, decision.iteration
+            if decision.expired:
+                decided = decided_record(record, decision, record.votes)
+                event = NewEvent(
+                    type="approval.expired",
+                    node_id=decision.node_id,
+                    iteration=its,
+                    at=at,
+                    data={"decision": decided.decision, "deadline": record.deadline},
+                )
+            else:
+                by = decision.decided_by or ""
+                verdict = judge(
+                    record,
+                    by=by,
+                    approved=decision.approved,
+                    starter=run.started_by,
+                    groups=self._groups(txn) if record.policy else {},
+                    where=f"{where} of run `{run_id}`",
+                )
+                if verdict.outcome == "refused":
+                    # Only the audit event: the gate, the run and its inbox stay as they are.
+                    refusal = NewEvent(
+                        type="approval.refused",
+                        node_id=decision.node_id,
+                        iteration=its,
+                        at=at,
+                        data={"by": by, "approved": decision.approved, "reason": verdict.reason},
+                    )
+                    self._append_events(txn, rk, run_id, [refusal])
+                    return verdict.reason
+                vote = {"by": by, "approved": decision.approved, "note": decision.note, "at": at}
+                votes = (*record.votes, vote)
+                if verdict.outcome == "voted":
+                    decided = msgspec.structs.replace(record, votes=votes)
+                    approvals = sum(1 for v in votes if v["approved"])
+                    quorum = (record.policy or {}).get("quorum", 1)
+                    data = {**vote, "approvals": approvals, "quorum": quorum, **common}
+                    event = NewEvent(
+                        type="approval.voted",
+                        node_id=decision.node_id,
+                        iteration=its,
+                        at=at,
+                        data=data,
+                    )
+                else:
+                    decided = decided_record(record, decision, votes)
+                    event = NewEvent(
+                        type="approval.decided",
+                        node_id=decision.node_id,
+                        iteration=its,
+                        at=at,
+                        data={"decision": decided.decision, **common},
+                    )
             batch = Batch(
-                run={"inbox": run.inbox + 1, "updated_at": decision.decided_at},
+                run={"inbox": run.inbox + 1, "updated_at": at},
                 approvals=[decided],
                 events=[event],
             )
             new_run, _ = self._apply(txn, rk, run, batch)
             return decided, new_run
 
-        return self._write(write)
+        result = self._write(write)
+        if isinstance(result, str):
+            raise ApprovalRefusedError(result)
+        return result
 
     def deliver(self, run_id: str, signal: SignalRecord) -> RunRecord:
         def write(txn: Txn) -> RunRecord:
@@ -478,5 +530,51 @@ class KVStore:
             )
             new_run, _ = self._apply(txn, rk, run, batch)
             return new_run
+
+        return self._write(write)
+
+    # -- approval policies (appended: issue 11) -------------------------------------------
+
+    def _groups(self, txn: Txn) -> dict[str, tuple[str, ...]]:
+        return {k.decode(): tuple(_MEMBERS.decode(v)) for k, v in txn.scan("actor_groups")}
+
+    def actor_groups(self) -> dict[str, tuple[str, ...]]:
+        return self._kv.read(self._groups)
+
+    def change_group(
+        self, name: str, *, add: tuple[str, ...] = (), remove: tuple[str, ...] = ()
+    ) -> tuple[str, ...]:
+        def write(txn: Txn) -> tuple[str, ...]:
+            raw = txn.get("actor_groups", name.encode())
+            members = set() if raw is None else set(_MEMBERS.decode(raw))
+            members = (members | set(add)) - set(remove)
+            if members:
+                txn.put("actor_groups", name.encode(), _ENC.encode(sorted(members)))
+            else:
+                txn.delete("actor_groups", name.encode())
+            return tuple(sorted(members))
+
+        return self._write(write)
+
+    def update_gate(
+        self,
+        run_id: str,
+        node_id: str,
+        iteration: Iteration,
+        changes: dict[str, Any],
+        events: list[NewEvent],
+        *,
+        token: str | None,
+    ) -> ApprovalRecord | None:
+        def write(txn: Txn) -> ApprovalRecord | None:
+            rk, run = self._need_run(txn, run_id)
+            check_token(run, token)
+            raw = txn.get("approvals", node_key(rk, node_id, iteration))
+            record = None if raw is None else _APPROVAL.decode(raw)
+            if record is None or record.status != "requested":
+                return None
+            updated = msgspec.structs.replace(record, **changes)
+            self._apply(txn, rk, run, Batch(approvals=[updated], events=events))
+            return updated
 
         return self._write(write)

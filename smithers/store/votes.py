@@ -1,0 +1,125 @@
+"""Who may decide a gate, and what a vote does to it: judged inside the store's decide
+transaction, so that racing voters count once each and exactly one vote (or the deadline)
+resolves the gate.
+
+Pure: reads only the records it is given (the approval record with its persisted policy,
+the run's starter, the groups table as a mapping).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+
+from smithers.store.records import ApprovalRecord
+
+__all__ = ["Verdict", "allowed_deciders", "judge", "who_may_decide"]
+
+GROUP_PREFIX = "group:"
+
+
+@attrs.frozen
+class Verdict:
+    """What a person's decision does to a requested gate.
+
+    Attributes:
+        outcome: ``refused`` (nothing changes but the event), ``voted`` (recorded, the gate
+            still waits for more approvals) or ``resolved`` (the gate is decided).
+        reason: Why a decision was refused, one sentence naming who may decide.
+        approved: For ``resolved``: the gate's outcome.
+    """
+
+    outcome: Literal["refused", "voted", "resolved"]
+    reason: str = ""
+    approved: bool = False
+
+
+def allowed_deciders(record: ApprovalRecord) -> tuple[str, ...] | None:
+    """The approver entries in force (the policy's plus escalations applied), or None for
+    anyone."""
+    policy = record.policy or {}
+    base = policy.get("approvers")
+    if base is None:
+        return None
+    steps = policy.get("escalate") or []
+    widened = [a for step in steps[: record.escalated] for a in step["approvers"]]
+    return tuple(dict.fromkeys([*base, *widened]))
+
+
+def _expand(entries: tuple[str, ...], groups: Mapping[str, tuple[str, ...]]) -> set[str]:
+    people: set[str] = set()
+    for entry in entries:
+        if entry.startswith(GROUP_PREFIX):
+            people.update(groups.get(entry[len(GROUP_PREFIX) :], ()))
+        else:
+            people.add(entry)
+    return people
+
+
+def who_may_decide(
+    record: ApprovalRecord, groups: Mapping[str, tuple[str, ...]], starter: str | None
+) -> str:
+    """``alice, group:release (bob, carol)``: the entries in force, groups spelled out, for
+    messages; ``anyone`` when the gate has no approver list."""
+    entries = allowed_deciders(record)
+    barred = starter if (record.policy or {}).get("forbid_self") else None
+    if entries is None:
+        return f"anyone but {barred}" if barred else "anyone"
+    shown = []
+    for entry in entries:
+        if entry.startswith(GROUP_PREFIX):
+            members = [m for m in groups.get(entry[len(GROUP_PREFIX) :], ()) if m != barred]
+            shown.append(f"{entry} ({', '.join(members) if members else 'no members'})")
+        elif entry != barred:
+            shown.append(entry)
+    return ", ".join(shown) or "nobody"
+
+
+def judge(
+    record: ApprovalRecord,
+    *,
+    by: str,
+    approved: bool,
+    starter: str | None,
+    groups: Mapping[str, tuple[str, ...]],
+    where: str,
+) -> Verdict:
+    """Judge a person's decision on a requested gate (its policy persisted in ``record``).
+
+    Args:
+        record: The gate's approval record, status ``requested``.
+        by: Who decides.
+        approved: Approve (True) or deny (False).
+        starter: Who started the run (`RunRecord.started_by`).
+        groups: Group name -> members, as the store holds them now.
+        where: How messages name the gate (``gate `g` of run `r```).
+
+    Returns:
+        The verdict; a refusal's reason names who may decide.
+    """
+    policy: dict[str, Any] = record.policy or {}
+    ask = f"ask {who_may_decide(record, groups, starter)}"
+    if policy.get("forbid_self") and starter is not None and by == starter:
+        return Verdict(
+            "refused",
+            f"`{by}` started the run and {where} forbids self-approval; {ask}.",
+        )
+    entries = allowed_deciders(record)
+    if entries is not None and by not in _expand(entries, groups):
+        return Verdict("refused", f"`{by}` may not decide {where}; {ask}.")
+    earlier = next((v for v in record.votes if v["by"] == by), None)
+    if earlier is not None:
+        what = "approved" if earlier["approved"] else "denied"
+        return Verdict(
+            "refused",
+            f"`{by}` already {what} {where} at {earlier['at']}; each person votes once, so "
+            f"{ask} for the other votes.",
+        )
+    if not approved:
+        return Verdict("resolved", approved=False)
+    approvals = 1 + sum(1 for v in record.votes if v["approved"])
+    if approvals >= int(policy.get("quorum", 1)):
+        return Verdict("resolved", approved=True)
+    return Verdict("voted")
