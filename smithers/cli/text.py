@@ -86,6 +86,8 @@ def status_lines(view: StatusView, store_flag: str) -> list[str]:
         f"  workflow: {run.workflow}{where}",
         f"  created:  {run.created_at}   updated: {run.updated_at}",
     ]
+    if run.started_by:
+        lines.append(f"  started by: {run.started_by}")
     if stranded(run):
         owner = f"{describe_owner(run.lease)}, which is gone" if run.lease is not None else "nobody"
         lines.append(f"  owner:    {owner}: nothing is running this run (it was interrupted)")
