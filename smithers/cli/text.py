@@ -213,7 +213,8 @@ def policy_lines(fields: dict[str, Any], pad: str) -> list[str]:
     lines = []
     if fields.get("deadline"):
         left = fields.get("time_left")
-        when = f" ({format_duration(left)} left)" if left else " (due now)" if left == 0 else ""
+        shown = format_duration(left - left % 60 if left >= 60 else left) if left else ""
+        when = f" ({shown} left)" if left else " (due now)" if left == 0 else ""
         lines.append(f"{pad}deadline: {fields['deadline']}{when}, then {fields['on_timeout']}")
     if fields.get("approvers") is not None or fields.get("forbid_self"):
         lines.append(f"{pad}may decide: {fields['may_decide']}")

@@ -98,12 +98,13 @@ def gate_policy_fields(
     left = None
     if record.deadline is not None and record.status == "requested":
         left = max(0.0, parse_iso(record.deadline) - now)
-    entries = allowed_deciders(record)
+    at = format_iso(now)
+    entries = allowed_deciders(record, at)
     return {
         "deadline": record.deadline,
         "time_left": left,
         "approvers": None if entries is None else list(entries),
-        "may_decide": who_may_decide(record, groups, starter),
+        "may_decide": who_may_decide(record, groups, starter, at),
         "forbid_self": bool(policy.get("forbid_self")),
         "quorum": int(policy.get("quorum", 1)),
         "on_timeout": policy.get("on_timeout") if record.deadline else None,

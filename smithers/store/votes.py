@@ -8,6 +8,7 @@ the run's starter, the groups table as a mapping).
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -36,15 +37,27 @@ class Verdict:
     approved: bool = False
 
 
-def allowed_deciders(record: ApprovalRecord) -> tuple[str, ...] | None:
-    """The approver entries in force (the policy's plus escalations applied), or None for
-    anyone."""
+def _epoch(text: str) -> float:
+    moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
+
+
+def allowed_deciders(record: ApprovalRecord, at: str | None = None) -> tuple[str, ...] | None:
+    """The approver entries in force, or None for anyone: the policy's, plus every
+    escalation already applied or, given the time ``at`` (ISO), already due then (a person
+    need not wait for the owner or the worker to announce an escalation)."""
     policy = record.policy or {}
     base = policy.get("approvers")
     if base is None:
         return None
     steps = policy.get("escalate") or []
-    widened = [a for step in steps[: record.escalated] for a in step["approvers"]]
+    count = record.escalated
+    if at is not None and count < len(steps):
+        waited = _epoch(at) - _epoch(record.requested_at)
+        count = max(count, sum(1 for step in steps if float(step["after"]) <= waited))
+    widened = [a for step in steps[:count] for a in step["approvers"]]
     return tuple(dict.fromkeys([*base, *widened]))
 
 
@@ -59,11 +72,14 @@ def _expand(entries: tuple[str, ...], groups: Mapping[str, tuple[str, ...]]) -> 
 
 
 def who_may_decide(
-    record: ApprovalRecord, groups: Mapping[str, tuple[str, ...]], starter: str | None
+    record: ApprovalRecord,
+    groups: Mapping[str, tuple[str, ...]],
+    starter: str | None,
+    at: str | None = None,
 ) -> str:
-    """``alice, group:release (bob, carol)``: the entries in force, groups spelled out, for
-    messages; ``anyone`` when the gate has no approver list."""
-    entries = allowed_deciders(record)
+    """``alice, group:release (bob, carol)``: the entries in force (at ``at``), groups
+    spelled out, for messages; ``anyone`` when the gate has no approver list."""
+    entries = allowed_deciders(record, at)
     barred = starter if (record.policy or {}).get("forbid_self") else None
     if entries is None:
         return f"anyone but {barred}" if barred else "anyone"
@@ -85,6 +101,7 @@ def judge(
     starter: str | None,
     groups: Mapping[str, tuple[str, ...]],
     where: str,
+    at: str | None = None,
 ) -> Verdict:
     """Judge a person's decision on a requested gate (its policy persisted in ``record``).
 
@@ -95,18 +112,19 @@ def judge(
         starter: Who started the run (`RunRecord.started_by`).
         groups: Group name -> members, as the store holds them now.
         where: How messages name the gate (``gate `g` of run `r```).
+        at: When the decision is made (ISO); escalations due by then are in force.
 
     Returns:
         The verdict; a refusal's reason names who may decide.
     """
     policy: dict[str, Any] = record.policy or {}
-    ask = f"ask {who_may_decide(record, groups, starter)}"
+    ask = f"ask {who_may_decide(record, groups, starter, at)}"
     if policy.get("forbid_self") and starter is not None and by == starter:
         return Verdict(
             "refused",
             f"`{by}` started the run and {where} forbids self-approval; {ask}.",
         )
-    entries = allowed_deciders(record)
+    entries = allowed_deciders(record, at)
     if entries is not None and by not in _expand(entries, groups):
         return Verdict("refused", f"`{by}` may not decide {where}; {ask}.")
     earlier = next((v for v in record.votes if v["by"] == by), None)

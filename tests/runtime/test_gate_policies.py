@@ -304,3 +304,16 @@ def test_the_live_owner_applies_the_deadline_while_a_task_runs(
     assert done.status == "finished"
     assert done.outputs["after"] is False
     assert done.outputs["gate"].decided_by == "smithers:timeout"
+
+
+def test_an_escalation_due_is_in_force_before_anyone_announces_it(
+    store: Store, clock: ManualClock
+) -> None:
+    """A lead deciding after the escalation's delay is allowed though no resume ran yet."""
+    wf = gated(approvers=["alice"], escalate=[Escalation(after="2h", approvers=["lena"])])
+    smithers.run(wf, store=store, run_id="r")
+    clock.advance(2 * HOUR - 1)
+    with pytest.raises(ApprovalRefusedError, match=r"`lena` may not decide"):
+        smithers.approve("r", "gate", by="lena", store=store)
+    clock.advance(1)
+    assert smithers.approve("r", "gate", by="lena", store=store).status == "approved"

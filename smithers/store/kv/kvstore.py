@@ -444,6 +444,7 @@ class KVStore:
                     starter=run.started_by,
                     groups=self._groups(txn) if record.policy else {},
                     where=f"{where} of run `{run_id}`",
+                    at=at,
                 )
                 if verdict.outcome == "refused":
                     # Only the audit event: the gate, the run and its inbox stay as they are.
