@@ -265,7 +265,15 @@ def progress_line(event: EventRecord) -> str | None:
     if kind == "approval.requested":
         return f"  waiting   {node} for approval: {(data.get('request') or {}).get('title', '')}"
     if kind == "signal.waiting":
-        return f"  waiting   {node} for a signal"
+        due = f" until {data['due_at']}" if data.get("due_at") else ""
+        return f"  waiting   {node} for a signal{due}"
+    if kind == "timer.waiting":
+        return f"  waiting   {node} until {data.get('due_at')}"
+    if kind == "approval.expired":
+        verb = "approved" if (data.get("decision") or {}).get("approved") else "denied"
+        return f"  expired   {node}: not decided by {data.get('deadline')}, so {verb}"
+    if kind == "signal.expired":
+        return f"  expired   {node}: no data within {data.get('waited')} ({data.get('on_timeout')})"
     if kind == "signal.rejected":
         return f"  rejected  data for {node}: {data.get('error', '')}"
     if kind == "workflow.changed":
