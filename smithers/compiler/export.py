@@ -74,8 +74,17 @@ def describe_node(node: Node) -> str:
     bits.append(f"-> {node.output_type}")
     if node.iteration:
         bits.append("@" + iteration_text(node.iteration))
-    props = {k: v for k, v in node.props.items() if k not in ("mode", "title")}
+    props = {k: v for k, v in node.props.items() if k not in ("mode", "title", "policy")}
     bits.extend(f"{k}={v}" for k, v in props.items())
+    policy = node.props.get("policy") or {}
+    # Only what differs from a plain gate: the text tree stays one short line per node.
+    plain_gate = {"forbid_self": False, "quorum": 1, "escalate": []}
+    bits.extend(
+        f"{k}={v}"
+        for k, v in policy.items()
+        if v is not None and plain_gate.get(k, object()) != v
+        if k != "on_timeout" or policy.get("timeout") is not None
+    )
     if node.needs:
         bits.append("needs " + ", ".join(sorted(set(node.needs.values()))))
     if node.skipped:
