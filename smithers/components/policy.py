@@ -16,7 +16,7 @@ from typing import Any, Literal
 import attrs
 import msgspec
 
-from smithers.components.element import reject
+from smithers.components.element import check_bool, reject
 
 __all__ = [
     "GROUP_PREFIX",
@@ -26,6 +26,7 @@ __all__ = [
     "Vote",
     "check_approvers",
     "check_duration",
+    "check_policy",
     "format_duration",
 ]
 
@@ -165,3 +166,63 @@ class Escalation:
     def to_builtins(self) -> dict[str, Any]:
         """``{"after": seconds, "approvers": [...]}``, as the approval record keeps it."""
         return {"after": self.after, "approvers": list(self.approvers)}
+
+
+def check_policy(owner: str, **props: Any) -> dict[str, Any]:
+    """Validate an Approval's policy props together (quorum against the approver list,
+    escalations against the timeout).
+
+    Returns:
+        The checked props, durations in seconds and escalations sorted by delay.
+
+    Raises:
+        DefinitionError: Naming the prop and the fix.
+    """
+    approvers = check_approvers(owner, "approvers", props["approvers"])
+    quorum = props["quorum"]
+    if isinstance(quorum, bool) or not isinstance(quorum, int) or quorum < 1:
+        reject(owner, "quorum", quorum, "pass an int >= 1 (distinct approvals needed)")
+    timeout = check_duration(owner, "timeout", props["timeout"])
+    if props["on_timeout"] not in ("deny", "approve", "fail"):
+        reject(
+            owner,
+            "on_timeout",
+            props["on_timeout"],
+            "on_timeout must be one of 'deny', 'approve', 'fail'",
+        )
+    raw_steps = props["escalate"]
+    steps = (raw_steps,) if isinstance(raw_steps, Escalation) else raw_steps
+    if not isinstance(steps, list | tuple) or not all(isinstance(s, Escalation) for s in steps):
+        reject(owner, "escalate", raw_steps, 'pass Escalation(after="2h", approvers=[...]) items')
+    steps = tuple(sorted(steps, key=lambda step: step.after))
+    for step in steps:
+        if timeout is not None and step.after >= timeout:
+            reject(
+                owner,
+                "escalate",
+                raw_steps,
+                f"an escalation after {step.after:g}s never happens with timeout={timeout:g}s; "
+                "escalate before the timeout",
+            )
+    fixed = [*(approvers or ()), *(a for step in steps for a in step.approvers)]
+    if (
+        approvers is not None
+        and not any(a.startswith("group:") for a in fixed)
+        and quorum > len(set(fixed))
+    ):
+        reject(
+            owner,
+            "quorum",
+            quorum,
+            f"only {len(set(fixed))} people may decide ({', '.join(sorted(set(fixed)))}); "
+            "lower the quorum or add approvers",
+        )
+    return {
+        "approvers": approvers,
+        "forbid_self": check_bool(owner, "forbid_self", props["forbid_self"]),
+        "quorum": quorum,
+        "timeout": timeout,
+        "on_timeout": props["on_timeout"],
+        "remind_every": check_duration(owner, "remind_every", props["remind_every"]),
+        "escalate": steps,
+    }

@@ -270,10 +270,16 @@ class Store(Protocol):
     def decide(self, run_id: str, decision: Decision) -> tuple[ApprovalRecord, RunRecord]:
         """Record a decision on a requested gate: read, check and write in one transaction.
 
-        Bumps the run's inbox and appends ``approval.decided``.
+        The gate's policy is judged in the same transaction (`store.votes`): a vote short of
+        the quorum is recorded with ``approval.voted``; the deciding vote (or the deadline's
+        ``expired`` decision) resolves the gate with ``approval.decided`` (``expired``). Both
+        bump the run's inbox.
 
         Raises:
             RunNotFoundError, GateNotRequestedError, AlreadyDecidedError: Nothing is written.
+            ApprovalRefusedError: The policy does not let this person decide (not an
+                approver, the starter under forbid_self, a second vote); only the
+                ``approval.refused`` event is written.
         """
 
     def deliver(self, run_id: str, signal: SignalRecord) -> RunRecord:

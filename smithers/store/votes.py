@@ -13,10 +13,12 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import attrs
+import msgspec
 
-from smithers.store.records import ApprovalRecord
+from smithers.store.base import Decision, decided_record
+from smithers.store.records import ApprovalRecord, NewEvent, RunRecord
 
-__all__ = ["Verdict", "allowed_deciders", "judge", "who_may_decide"]
+__all__ = ["Applied", "Verdict", "allowed_deciders", "apply_decision", "judge", "who_may_decide"]
 
 GROUP_PREFIX = "group:"
 
@@ -141,3 +143,69 @@ def judge(
     if approvals >= int(policy.get("quorum", 1)):
         return Verdict("resolved", approved=True)
     return Verdict("voted")
+
+
+@attrs.frozen
+class Applied:
+    """What a decision does inside the decide transaction.
+
+    Attributes:
+        record: The approval record to write (None when refused).
+        event: The one event to append (``approval.refused``, ``voted``, ``decided`` or
+            ``expired``).
+        refused: The refusal's message, or None.
+    """
+
+    record: ApprovalRecord | None
+    event: NewEvent
+    refused: str | None = None
+
+
+def apply_decision(
+    run: RunRecord,
+    record: ApprovalRecord,
+    decision: Decision,
+    *,
+    groups: Mapping[str, tuple[str, ...]],
+) -> Applied:
+    """Judge ``decision`` on the requested gate ``record`` of ``run`` and say what to write:
+    a refusal (only its event), a vote short of the quorum, the deciding vote, or the
+    deadline's decision (``decision.expired``)."""
+    at, node, its = decision.decided_at, decision.node_id, decision.iteration
+    common = {"recorded_by": decision.recorded_by, "recorded_on": decision.recorded_on}
+
+    def event(type: Any, **data: Any) -> NewEvent:
+        return NewEvent(type=type, node_id=node, iteration=its, at=at, data=data)
+
+    if decision.expired:
+        decided = decided_record(record, decision, record.votes)
+        return Applied(
+            decided, event("approval.expired", decision=decided.decision, deadline=record.deadline)
+        )
+    where = f"gate `{node}`" + (f" iteration {'.'.join(map(str, its))}" if its else "")
+    by = decision.decided_by or ""
+    verdict = judge(
+        record,
+        by=by,
+        approved=decision.approved,
+        starter=run.started_by,
+        groups=groups,
+        where=f"{where} of run `{run.run_id}`",
+        at=at,
+    )
+    if verdict.outcome == "refused":
+        refusal = event(
+            "approval.refused", by=by, approved=decision.approved, reason=verdict.reason
+        )
+        return Applied(None, refusal, verdict.reason)
+    vote = {"by": by, "approved": decision.approved, "note": decision.note, "at": at}
+    votes = (*record.votes, vote)
+    if verdict.outcome == "voted":
+        approvals = sum(1 for v in votes if v["approved"])
+        quorum = (record.policy or {}).get("quorum", 1)
+        return Applied(
+            msgspec.structs.replace(record, votes=votes),
+            event("approval.voted", **vote, approvals=approvals, quorum=quorum, **common),
+        )
+    decided = decided_record(record, decision, votes)
+    return Applied(decided, event("approval.decided", decision=decided.decision, **common))

@@ -29,7 +29,6 @@ from smithers.store.base import (
     RunSnapshot,
     check_decidable,
     check_token,
-    decided_record,
     run_not_found,
 )
 from smithers.store.kv.indexes import due_runs, put_run
@@ -54,7 +53,7 @@ from smithers.store.records import (
     RunRecord,
     SignalRecord,
 )
-from smithers.store.votes import judge
+from smithers.store.votes import apply_decision
 
 __all__ = ["KVStore"]
 
@@ -421,69 +420,18 @@ class KVStore:
             record = None if raw is None else _APPROVAL.decode(raw)
             check_decidable(run, record, decision)
             assert record is not None
-            where = f"gate `{decision.node_id}`" + (
-                f" iteration {'.'.join(map(str, decision.iteration))}" if decision.iteration else ""
-            )
-            common = {"recorded_by": decision.recorded_by, "recorded_on": decision.recorded_on}
-            at, its = decision.decided_at, decision.iteration
-            if decision.expired:
-                decided = decided_record(record, decision, record.votes)
-                event = NewEvent(
-                    type="approval.expired",
-                    node_id=decision.node_id,
-                    iteration=its,
-                    at=at,
-                    data={"decision": decided.decision, "deadline": record.deadline},
-                )
-            else:
-                by = decision.decided_by or ""
-                verdict = judge(
-                    record,
-                    by=by,
-                    approved=decision.approved,
-                    starter=run.started_by,
-                    groups=self._groups(txn) if record.policy else {},
-                    where=f"{where} of run `{run_id}`",
-                    at=at,
-                )
-                if verdict.outcome == "refused":
-                    # Only the audit event: the gate, the run and its inbox stay as they are.
-                    refusal = NewEvent(
-                        type="approval.refused",
-                        node_id=decision.node_id,
-                        iteration=its,
-                        at=at,
-                        data={"by": by, "approved": decision.approved, "reason": verdict.reason},
-                    )
-                    self._append_events(txn, rk, run_id, [refusal])
-                    return verdict.reason
-                vote = {"by": by, "approved": decision.approved, "note": decision.note, "at": at}
-                votes = (*record.votes, vote)
-                if verdict.outcome == "voted":
-                    decided = msgspec.structs.replace(record, votes=votes)
-                    approvals = sum(1 for v in votes if v["approved"])
-                    quorum = (record.policy or {}).get("quorum", 1)
-                    data = {**vote, "approvals": approvals, "quorum": quorum, **common}
-                    event = NewEvent(
-                        type="approval.voted",
-                        node_id=decision.node_id,
-                        iteration=its,
-                        at=at,
-                        data=data,
-                    )
-                else:
-                    decided = decided_record(record, decision, votes)
-                    event = NewEvent(
-                        type="approval.decided",
-                        node_id=decision.node_id,
-                        iteration=its,
-                        at=at,
-                        data={"decision": decided.decision, **common},
-                    )
+            groups = self._groups(txn) if record.policy else {}
+            applied = apply_decision(run, record, decision, groups=groups)
+            if applied.refused is not None:
+                # Only the audit event: the gate, the run and its inbox stay as they are.
+                self._append_events(txn, rk, run_id, [applied.event])
+                return applied.refused
+            decided, at = applied.record, decision.decided_at
+            assert decided is not None
             batch = Batch(
                 run={"inbox": run.inbox + 1, "updated_at": at},
                 approvals=[decided],
-                events=[event],
+                events=[applied.event],
             )
             new_run, _ = self._apply(txn, rk, run, batch)
             return decided, new_run
