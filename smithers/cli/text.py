@@ -151,6 +151,18 @@ def status_lines(view: StatusView, store_flag: str) -> list[str]:
             lines.append(f"  {node_id}{its}")
             lines.append(f"    deliver: {cmds['signal_command']}")
             lines.append(f"    schema:  {cmds['schema_command']}")
+    timers = [
+        (key, record)
+        for key, record in sorted(snapshot.nodes.items())
+        if record.state == "waiting-timer"
+        or (record.state == "waiting-signal" and record.due_at is not None)
+    ]
+    if timers:
+        lines += ["", "Due times:"]
+        for (node_id, iteration), record in timers:
+            its = f" iteration {iteration_text(iteration)}" if iteration else ""
+            what = "fires" if record.state == "waiting-timer" else "times out"
+            lines.append(f"  {node_id}{its} {what} at {record.due_at}")
     decided = [a for a in approvals if a.decision is not None]
     not_applied = {(a.node_id, a.iteration) for a in unapplied(snapshot)}
     if decided:

@@ -119,3 +119,25 @@ def test_run_by_defaults_to_smithers_actor(tmp_path: Path, store_dir: Path) -> N
     s = str(store_dir)
     invoke("--store", s, "run", "flow.py", "--run-id", "r", env={"SMITHERS_ACTOR": "dora"})
     assert invoke("--store", s, "--json", "status", "r").json()["run"]["started_by"] == "dora"
+
+
+TIMER = """
+from smithers import Timer, Workflow, smithers
+
+@smithers
+def nap(ctx):
+    return Workflow(Timer(id="nap", duration="90m"), name="nap")
+"""
+
+
+def test_a_pending_timer_exits_3_and_status_shows_when_it_fires(
+    tmp_path: Path, store_dir: Path
+) -> None:
+    """run exits 3 on a timer; status says when it fires."""
+    write(tmp_path, "nap.py", TIMER)
+    s = str(store_dir)
+    parked = invoke("--store", s, "run", "nap.py", "--run-id", "n")
+    assert parked.code == 3
+    assert "Run n is waiting for a timer." in parked.out
+    status = invoke("--store", s, "status", "n").out
+    assert "Due times:\n  nap fires at 2026-01-01T01:30:00.000000Z\n" in status

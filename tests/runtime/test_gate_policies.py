@@ -159,6 +159,8 @@ def test_the_deadline_resolves_the_gate_per_on_timeout(
     run = store.get_run("r")
     assert run is not None
     assert run.wake_at == clock.time() + 4 * HOUR
+    assert store.due_runs(clock.time() + 4 * HOUR - 1, 10) == []
+    assert [d.reason for d in store.due_runs(clock.time() + 4 * HOUR, 10)] == ["due"]
     clock.advance(4 * HOUR - 1)
     assert smithers.resume("r", store=store, definition=wf).status == "waiting-approval"
     clock.advance(1)
