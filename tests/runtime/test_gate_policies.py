@@ -319,3 +319,20 @@ def test_an_escalation_due_is_in_force_before_anyone_announces_it(
         smithers.approve("r", "gate", by="lena", store=store)
     clock.advance(1)
     assert smithers.approve("r", "gate", by="lena", store=store).status == "approved"
+
+
+def test_reminders_without_a_deadline_go_on_and_a_late_wake_sends_one(
+    store: Store, clock: ManualClock
+) -> None:
+    """remind_every alone: a wake 2.5 intervals late sends one reminder (count 2) and
+    schedules the third."""
+    wf = gated(remind_every="1h")
+    smithers.run(wf, store=store, run_id="r")
+    start = clock.time()
+    clock.advance(2.5 * HOUR)
+    assert smithers.resume("r", store=store, definition=wf).status == "waiting-approval"
+    reminders = [e.data["count"] for e in store.events(run_id="r") if e.type == "approval.reminder"]
+    assert reminders == [2]
+    run = store.get_run("r")
+    assert run is not None
+    assert run.wake_at == start + 3 * HOUR
