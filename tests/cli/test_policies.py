@@ -141,3 +141,28 @@ def test_a_pending_timer_exits_3_and_status_shows_when_it_fires(
     assert "Run n is waiting for a timer." in parked.out
     status = invoke("--store", s, "status", "n").out
     assert "Due times:\n  nap fires at 2026-01-01T01:30:00.000000Z\n" in status
+
+
+def test_the_confirmation_shows_the_deadline_and_the_approvals_so_far() -> None:
+    """Before asking, approve shows a policy gate's deadline and its approvals so far."""
+    from click.testing import CliRunner
+
+    from smithers.cli.decide import _confirm
+    from smithers.cli.options import Fail
+    from smithers.store.records import ApprovalRecord
+
+    record = ApprovalRecord(
+        node_id="gate",
+        status="requested",
+        request={"title": "Release?"},
+        requested_at="2026-01-01T00:00:00.000000Z",
+        policy={"quorum": 2},
+        votes=({"by": "bob", "approved": True, "note": None, "at": "x"},),
+        deadline="2026-01-01T04:00:00.000000Z",
+    )
+    with CliRunner().isolation(input="n\n") as (_, err, _):
+        with pytest.raises(Fail, match="not confirmed; nothing was recorded"):
+            _confirm("r", True)("gate", (), record)
+        shown = err.getvalue().decode()
+    assert "  deadline 2026-01-01T04:00:00.000000Z\n" in shown
+    assert "  approvals so far: 1 of 2\n" in shown
