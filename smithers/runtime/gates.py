@@ -80,6 +80,10 @@ class GateSteps(Scheduler):
 
     def _withdraw(self, key: NodeKey, because: str) -> None:
         record = self.state.approvals.get(key)
+        if record is not None and (record.policy or {}).get("quorum", 1) > 1:
+            # Votes may have landed since the watcher last looked: keep them in the record.
+            fresh = {(a.node_id, a.iteration): a for a in self.store.approvals(self.run_id)}
+            record = fresh.get(key, record)
         if record is None or record.status != "requested":
             return
         self.state.set_approval(

@@ -336,3 +336,28 @@ def test_reminders_without_a_deadline_go_on_and_a_late_wake_sends_one(
     run = store.get_run("r")
     assert run is not None
     assert run.wake_at == start + 3 * HOUR
+
+
+def test_a_gate_withdrawn_by_a_failing_run_keeps_the_votes_cast(
+    store: Store, clock: ManualClock
+) -> None:
+    """A vote landing just before the run fails stays in the withdrawn record."""
+
+    def vote_then_fail() -> int:
+        smithers.approve("r", "gate", by="bob", store=store)
+        raise RuntimeError("boom")
+
+    @define
+    def wf(ctx: Any) -> Any:
+        return Workflow(
+            smithers.Parallel(
+                Approval(id="gate", request=ApprovalRequest(title="Ship?"), quorum=2),
+                Task(id="t", output=int, run=vote_then_fail),
+            ),
+            name="wf",
+        )
+
+    assert smithers.run(wf, store=store, run_id="r").status == "failed"
+    [record] = store.approvals("r")
+    assert record.status == "withdrawn"
+    assert [v["by"] for v in record.votes] == ["bob"]
