@@ -143,3 +143,14 @@ def test_data_delivered_before_the_timeout_is_applied_wins(
     done = smithers.resume("r", store=store, definition=wf)
     assert done.status == "finished"
     assert done.outputs["use"] == 42
+
+
+def test_cancelling_a_run_parked_on_a_timer_cancels_the_timer(
+    store: Store, clock: ManualClock
+) -> None:
+    """cancel on a timer-parked run ends it at once; the timer node is cancelled."""
+    smithers.run(sleepy, store=store, run_id="r")
+    assert smithers.cancel("r", store=store).status == "cancelled"
+    snapshot = store.load("r")
+    assert snapshot is not None
+    assert snapshot.nodes[("nap", ())].state == "cancelled"
