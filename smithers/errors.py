@@ -12,6 +12,7 @@ __all__ = [
     "AlreadyDeliveredError",
     "AmbiguousGateError",
     "ApprovalError",
+    "ApprovalRefusedError",
     "BuildError",
     "CompileError",
     "ContextError",
@@ -144,3 +145,9 @@ class NotASignalError(SignalError):
 
 class AlreadyDeliveredError(SignalError):
     """Raised by ``signal`` for a signal that already received its data."""
+
+
+class ApprovalRefusedError(ApprovalError):
+    """Raised by approve/deny for a person the gate's policy does not let decide (not an
+    approver, the run's starter under ``forbid_self``, a second vote); only the
+    ``approval.refused`` event is written."""

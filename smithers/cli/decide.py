@@ -44,6 +44,12 @@ def _confirm(run_id: str, approved: bool) -> Callable[[str, tuple[int, ...], Any
             for key, value in (request.get("metadata") or {}).items():
                 click.echo(f"  {key}: {value}", err=True)
             click.echo(f"  waiting since {record.requested_at}", err=True)
+            if record.deadline:
+                click.echo(f"  deadline {record.deadline}", err=True)
+            quorum = (record.policy or {}).get("quorum", 1)
+            if quorum > 1:
+                yes = sum(1 for vote in record.votes if vote["approved"])
+                click.echo(f"  approvals so far: {yes} of {quorum}", err=True)
         if not click.confirm("Approve it?" if approved else "Deny it?", err=True):
             raise Fail("not confirmed; nothing was recorded.")
 

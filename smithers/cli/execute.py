@@ -53,8 +53,13 @@ def report(result: Any, *, note: str | None = None) -> int:
     show_default=True,
     help="The most tasks running at once.",
 )
+@click.option(
+    "--by", metavar="NAME", help="Who starts the run (default: $SMITHERS_ACTOR, OS user)."
+)
 @global_options
-def run_cmd(target: str, input_: str | None, run_id: str | None, max_concurrency: int) -> int:
+def run_cmd(
+    target: str, input_: str | None, run_id: str | None, max_concurrency: int, by: str | None
+) -> int:
     """Run a workflow until it finishes, fails or waits for a person or a signal."""
     from smithers.runtime.api import start_run
     from smithers.runtime.usecases import prepare_start
@@ -73,6 +78,7 @@ def run_cmd(target: str, input_: str | None, run_id: str | None, max_concurrency
                 on_event=progress,
                 handle_signals=True,
                 loaded=loaded,
+                by=by,
             )
         )
     finally:

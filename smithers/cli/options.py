@@ -37,6 +37,7 @@ EXIT: dict[RunStatus, int] = {
     "cancelled": 2,
     "waiting-approval": 3,
     "waiting-signal": 3,
+    "waiting-timer": 3,
     "running": 0,
 }
 USER_ERROR = 4

@@ -8,6 +8,8 @@ from typing import Any
 
 import msgspec
 
+from smithers.components.policy import format_duration
+from smithers.runtime import clock
 from smithers.runtime.documents import (
     StatusView,
     commands,
@@ -19,6 +21,7 @@ from smithers.runtime.documents import (
     unapplied,
 )
 from smithers.runtime.lease import describe_owner
+from smithers.runtime.policies import gate_policy_fields
 from smithers.store.records import EventRecord, RunStatus
 
 __all__ = ["event_line", "gate_lines", "progress_line", "result_lines", "status_lines"]
@@ -30,6 +33,7 @@ _STATUS_WORDS: dict[RunStatus, str] = {
     "cancelled": "was cancelled",
     "waiting-approval": "is waiting for approval",
     "waiting-signal": "is waiting for a signal",
+    "waiting-timer": "is waiting for a timer",
     "running": "is running",
 }
 
@@ -46,6 +50,9 @@ def result_lines(document: dict[str, Any]) -> list[str]:
     for item in document["pending"]:
         its = tuple(item["iteration"])
         node = item["node_id"] + (f" (iteration {iteration_text(its)})" if its else "")
+        if item["kind"] == "timer":
+            lines.append(f"  {node}: waiting for a timer; `smithers resume` goes on once it is due")
+            continue
         if item["kind"] != "approval":
             lines.append(f"  {node}: waiting for a signal")
             lines.append(f"  deliver: {item['signal_command']}")
@@ -79,6 +86,8 @@ def status_lines(view: StatusView, store_flag: str) -> list[str]:
         f"  workflow: {run.workflow}{where}",
         f"  created:  {run.created_at}   updated: {run.updated_at}",
     ]
+    if run.started_by:
+        lines.append(f"  started by: {run.started_by}")
     if stranded(run):
         owner = f"{describe_owner(run.lease)}, which is gone" if run.lease is not None else "nobody"
         lines.append(f"  owner:    {owner}: nothing is running this run (it was interrupted)")
@@ -120,6 +129,14 @@ def status_lines(view: StatusView, store_flag: str) -> list[str]:
                 lines.append(f"    {a.request['summary']}")
             for key, value in (a.request.get("metadata") or {}).items():
                 lines.append(f"    {key}: {value}")
+            lines.extend(
+                policy_lines(
+                    gate_policy_fields(
+                        a, starter=run.started_by, groups=view.groups, now=clock.now()
+                    ),
+                    "    ",
+                )
+            )
             cmds = commands(run.run_id, a.node_id, a.iteration, "approval", store_flag)
             lines.append(f"    approve: {cmds['approve_command']}")
             lines.append(f"    deny:    {cmds['deny_command']}")
@@ -134,6 +151,18 @@ def status_lines(view: StatusView, store_flag: str) -> list[str]:
             lines.append(f"  {node_id}{its}")
             lines.append(f"    deliver: {cmds['signal_command']}")
             lines.append(f"    schema:  {cmds['schema_command']}")
+    timers = [
+        (key, record)
+        for key, record in sorted(snapshot.nodes.items())
+        if record.state == "waiting-timer"
+        or (record.state == "waiting-signal" and record.due_at is not None)
+    ]
+    if timers:
+        lines += ["", "Due times:"]
+        for (node_id, iteration), record in timers:
+            its = f" iteration {iteration_text(iteration)}" if iteration else ""
+            what = "fires" if record.state == "waiting-timer" else "times out"
+            lines.append(f"  {node_id}{its} {what} at {record.due_at}")
     decided = [a for a in approvals if a.decision is not None]
     not_applied = {(a.node_id, a.iteration) for a in unapplied(snapshot)}
     if decided:
@@ -177,6 +206,7 @@ def gate_lines(rows: list[dict[str, Any]]) -> list[str]:
         if row["summary"]:
             lines.append(f"  {row['summary']}")
         lines.extend(f"  {key}: {value}" for key, value in row["metadata"].items())
+        lines.extend(policy_lines(row, "  "))
         if decision is not None:
             verb = "approved" if decision.get("approved") else "denied"
             lines.append(
@@ -186,6 +216,30 @@ def gate_lines(rows: list[dict[str, Any]]) -> list[str]:
             continue
         lines.append(f"  approve: {row['approve_command']}")
         lines.append(f"  deny:    {row['deny_command']}")
+    return lines
+
+
+def policy_lines(fields: dict[str, Any], pad: str) -> list[str]:
+    """A gate's policy for people: deadline and time left, who may decide, votes so far
+    (nothing for a gate with the default policy)."""
+    lines = []
+    if fields.get("deadline"):
+        left = fields.get("time_left")
+        shown = format_duration(left - left % 60 if left >= 60 else left) if left else ""
+        when = f" ({shown} left)" if left else " (due now)" if left == 0 else ""
+        lines.append(f"{pad}deadline: {fields['deadline']}{when}, then {fields['on_timeout']}")
+    if fields.get("approvers") is not None or fields.get("forbid_self"):
+        lines.append(f"{pad}may decide: {fields['may_decide']}")
+    quorum = fields.get("quorum", 1)
+    votes = fields.get("votes") or []
+    if quorum > 1:
+        approvals = sum(1 for v in votes if v["approved"])
+        lines.append(f"{pad}approvals: {approvals} of {quorum}")
+    if quorum > 1 or len(votes) > 1:
+        for vote in votes:
+            verb = "approved" if vote["approved"] else "denied"
+            note = f" - {vote['note']!r}" if vote.get("note") else ""
+            lines.append(f"{pad}  {vote['by']} {verb} at {vote['at']}{note}")
     return lines
 
 
@@ -223,7 +277,15 @@ def progress_line(event: EventRecord) -> str | None:
     if kind == "approval.requested":
         return f"  waiting   {node} for approval: {(data.get('request') or {}).get('title', '')}"
     if kind == "signal.waiting":
-        return f"  waiting   {node} for a signal"
+        due = f" until {data['due_at']}" if data.get("due_at") else ""
+        return f"  waiting   {node} for a signal{due}"
+    if kind == "timer.waiting":
+        return f"  waiting   {node} until {data.get('due_at')}"
+    if kind == "approval.expired":
+        verb = "approved" if (data.get("decision") or {}).get("approved") else "denied"
+        return f"  expired   {node}: not decided by {data.get('deadline')}, so {verb}"
+    if kind == "signal.expired":
+        return f"  expired   {node}: no data within {data.get('waited')} ({data.get('on_timeout')})"
     if kind == "signal.rejected":
         return f"  rejected  data for {node}: {data.get('error', '')}"
     if kind == "workflow.changed":

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = ["STATE_COLOURS", "describe_group", "to_dot", "to_json", "to_mermaid", "to_text"]
 
-_KIND_TAG = {"task": "[task]", "approval": "[approval]", "signal": "[signal]"}
+_KIND_TAG = {"task": "[task]", "approval": "[approval]", "signal": "[signal]", "timer": "[timer]"}
 
 # One colour per node state (fill, stroke), shared by Mermaid and DOT; a node the states
 # do not mention is pending, as in the text tree.
@@ -24,6 +24,7 @@ STATE_COLOURS: dict[str, tuple[str, str]] = {
     "in-progress": ("#e0e7ff", "#4338ca"),
     "waiting-approval": ("#fef3c7", "#b45309"),
     "waiting-signal": ("#e0f2fe", "#0369a1"),
+    "waiting-timer": ("#ede9fe", "#6d28d9"),
     "finished": ("#d1fae5", "#047857"),
     "failed": ("#fee2e2", "#b91c1c"),
     "skipped": ("#f3f4f6", "#9ca3af"),
@@ -73,8 +74,17 @@ def describe_node(node: Node) -> str:
     bits.append(f"-> {node.output_type}")
     if node.iteration:
         bits.append("@" + iteration_text(node.iteration))
-    props = {k: v for k, v in node.props.items() if k not in ("mode", "title")}
+    props = {k: v for k, v in node.props.items() if k not in ("mode", "title", "policy")}
     bits.extend(f"{k}={v}" for k, v in props.items())
+    policy = node.props.get("policy") or {}
+    # Only what differs from a plain gate: the text tree stays one short line per node.
+    plain_gate = {"forbid_self": False, "quorum": 1, "escalate": []}
+    bits.extend(
+        f"{k}={v}"
+        for k, v in policy.items()
+        if v is not None and plain_gate.get(k, object()) != v
+        if k != "on_timeout" or policy.get("timeout") is not None
+    )
     if node.needs:
         bits.append("needs " + ", ".join(sorted(set(node.needs.values()))))
     if node.skipped:
@@ -182,6 +192,7 @@ def to_mermaid(graph: Graph, states: Mapping[str, str] | None = None) -> str:
                 "task": f"[{label}]",
                 "approval": "{{" + label + "}}",
                 "signal": f"[/{label}/]",
+                "timer": f"([{label}])",
             }[node.kind]
             lines.append(f"{pad}{nid}{shape}")
     lines.extend(_mermaid_close(depth_of, 0))
@@ -203,11 +214,13 @@ def to_mermaid(graph: Graph, states: Mapping[str, str] | None = None) -> str:
     else:
         lines.append("  classDef approval fill:#fff3cd,stroke:#b8860b,stroke-width:2px")
         lines.append("  classDef signal fill:#dbeafe,stroke:#1d4ed8")
+        if any(n.kind == "timer" for n in graph.nodes):
+            lines.append("  classDef timer fill:#ede9fe,stroke:#6d28d9")
         lines.append("  classDef skipped stroke-dasharray:4 3,color:#888")
     lines.append("  classDef missing stroke-dasharray:4 3,fill:#fee2e2")
     lines.extend(classes)
     if states is None:
-        for kind in ("approval", "signal"):
+        for kind in ("approval", "signal", "timer"):
             members = [ids(f"node:{n.id}", "n_") for n in graph.nodes if n.kind == kind]
             if members:
                 lines.append(f"  class {','.join(members)} {kind}")
@@ -266,6 +279,7 @@ _DOT_STYLE = {
     "task": 'shape=box, style="rounded"',
     "approval": 'shape=hexagon, style="filled,bold", fillcolor="#fff3cd", color="#b8860b"',
     "signal": 'shape=parallelogram, style="filled", fillcolor="#dbeafe", color="#1d4ed8"',
+    "timer": 'shape=ellipse, style="filled", fillcolor="#ede9fe", color="#6d28d9"',
 }
 
 
@@ -273,6 +287,7 @@ _DOT_SHAPE = {
     "task": ("box", "rounded"),
     "approval": ("hexagon", "bold"),
     "signal": ("parallelogram", ""),
+    "timer": ("ellipse", ""),
 }
 
 

@@ -22,7 +22,7 @@ __all__ = [
     "foreign_loop",
 ]
 
-NodeKind = Literal["task", "approval", "signal"]
+NodeKind = Literal["task", "approval", "signal", "timer"]
 GroupKind = Literal["workflow", "sequence", "parallel", "branch", "loop", "component"]
 EdgeKind = Literal["sequence", "loop", "needs"]
 
@@ -194,12 +194,15 @@ class Graph:
         """Node id to its declared output type, where known (gates always; tasks and signals
         when the graph carries its elements, i.e. it was rendered, not decoded)."""
         from smithers.components.nodes import ApprovalDecision, Signal, Task
+        from smithers.components.policy import TimerFired
 
         found: dict[str, Any] = {}
         for node in self.nodes:
             element = self.elements.get(node.id)
             if node.kind == "approval":
                 found[node.id] = ApprovalDecision
+            elif node.kind == "timer":
+                found[node.id] = TimerFired
             elif isinstance(element, Task | Signal):
                 found[node.id] = element.output
         return found

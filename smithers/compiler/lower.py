@@ -27,6 +27,8 @@ from smithers.components.component import ComponentElement
 from smithers.components.element import Element
 from smithers.components.groups import Branch, Loop, Parallel, Sequence, Workflow
 from smithers.components.nodes import Approval, ApprovalDecision, ApprovalRequest, Signal, Task
+from smithers.components.policy import TimerFired, format_duration
+from smithers.components.timer import Timer
 from smithers.errors import BuildError, CompileError, SmithersError
 
 __all__ = ["LoweringView", "compile_tree"]
@@ -159,7 +161,7 @@ class _Lowering:
     def _lower(self, element: Element, segment: str, scope: _Scope, prev: _Prev) -> _Prev:
         """Lower ``element``; return the units a following sibling must wait for."""
         path = f"{scope.parent}/{segment}" if scope.parent else segment
-        if isinstance(element, Task | Approval | Signal):
+        if isinstance(element, Task | Approval | Signal | Timer):
             return self._node(element, path, scope, prev)
         return self._group(element, path, scope, prev)
 
@@ -178,7 +180,7 @@ class _Lowering:
             self.children.setdefault(scope.parent, []).append(path)
 
     def _node(
-        self, element: Task | Approval | Signal, path: str, scope: _Scope, prev: _Prev
+        self, element: Task | Approval | Signal | Timer, path: str, scope: _Scope, prev: _Prev
     ) -> _Prev:
         self._register(element.id, path)
         self._add_child(scope, path)
@@ -205,6 +207,9 @@ class _Lowering:
             props["on_deny"] = element.on_deny
             if isinstance(element.request, ApprovalRequest):
                 props["title"] = element.request.title
+            policy = element.policy()
+            if policy is not None:
+                props["policy"] = policy
             if element.on_deny == "skip" and scope.structural not in (
                 "sequence",
                 "workflow",
@@ -215,8 +220,17 @@ class _Lowering:
                     f"a {(scope.structural or 'none').capitalize()}; 'skip' skips later "
                     "siblings, so wrap the gate in a Sequence or use on_deny='continue'."
                 )
+        elif isinstance(element, Timer):
+            kind, output = "timer", TimerFired
+            if element.duration is not None:
+                props["duration"] = format_duration(element.duration)
+            else:
+                props["until"] = element.until
         else:
             kind, output = "signal", element.output
+            if element.timeout is not None:
+                props["timeout"] = element.timeout
+                props["on_timeout"] = element.on_timeout
         try:
             decoder_for(output)
         except TypeError as exc:
@@ -237,7 +251,7 @@ class _Lowering:
                 loops=scope.loops,
                 parent=scope.parent or "",
                 index=scope.index,
-                needs=dict(element.needs) if not isinstance(element, Signal) else {},
+                needs=dict(element.needs) if isinstance(element, Task | Approval) else {},
                 props=props,
                 skipped=skipped,
             )
@@ -424,7 +438,7 @@ def _find_cycle(succ: Mapping[str, list[str]]) -> list[str] | None:
 
 def _segment(element: Element, position: int | str) -> str:
     """Name an element in a path: by id when it has one, else by position."""
-    if isinstance(element, Task | Approval | Signal | Loop):
+    if isinstance(element, Task | Approval | Signal | Timer | Loop):
         return f"{type(element).__name__}({element.id})"
     if isinstance(element, Workflow):
         return f"Workflow({element.name})"

@@ -12,6 +12,8 @@ from smithers.components.nodes import (
     Task,
     TaskInfo,
 )
+from smithers.components.policy import Escalation, TimerFired, Vote
+from smithers.components.timer import Timer
 
 __all__ = [
     "Approval",
@@ -20,12 +22,16 @@ __all__ = [
     "Branch",
     "ComponentElement",
     "Element",
+    "Escalation",
     "Loop",
     "Parallel",
     "Sequence",
     "Signal",
     "Task",
     "TaskInfo",
+    "Timer",
+    "TimerFired",
+    "Vote",
     "Workflow",
     "WorkflowDefinition",
     "component",

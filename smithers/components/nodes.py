@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import inspect
 import math
 import types
@@ -17,6 +18,13 @@ from smithers.components.element import (
     check_id,
     check_needs,
     reject,
+)
+from smithers.components.policy import (
+    Escalation,
+    OnTimeout,
+    Vote,
+    check_duration,
+    check_policy,
 )
 from smithers.errors import DefinitionError
 
@@ -56,12 +64,15 @@ class ApprovalDecision(msgspec.Struct, frozen=True, kw_only=True):
         note: The decider's note, or None.
         decided_by: Who decided, as given (``--by``, ``$SMITHERS_ACTOR``, the OS user).
         decided_at: When, ISO 8601 UTC.
+        votes: Every vote that led here, in order (for quorum 1, the one decision; empty
+            when the gate timed out with no vote).
     """
 
     approved: bool
     note: str | None = None
     decided_by: str | None = None
     decided_at: str | None = None
+    votes: tuple[Vote, ...] = ()
 
 
 class TaskInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -182,6 +193,16 @@ class Approval(Element):
             its output; ``"skip"`` skips the gate and its later siblings.
         label: Display text for graphs; defaults to the id.
         skip_if: When True the gate mounts as ``skipped``.
+        approvers: Who may decide: people and ``group:NAME`` entries (groups live in the
+            store, ``smithers group add``); None lets anyone decide.
+        forbid_self: When True the person who started the run may not decide.
+        quorum: Distinct approvals needed; one denial decides "denied" at once.
+        timeout: How long the gate waits from its request (``"30m"``, ``"4h"``, ``"2d"``,
+            timedelta, seconds); None waits forever.
+        on_timeout: What the deadline decides: ``"deny"`` (then ``on_deny`` applies),
+            ``"approve"``, or ``"fail"`` (the gate and the run fail).
+        remind_every: Emit ``approval.reminder`` at this interval while the gate waits.
+        escalate: `Escalation` steps; each widens who may decide after its delay.
     """
 
     kind: ClassVar[str] = "approval"
@@ -191,6 +212,13 @@ class Approval(Element):
     on_deny: OnDeny
     label: str | None
     skip_if: bool
+    approvers: tuple[str, ...] | None = None
+    forbid_self: bool = False
+    quorum: int = 1
+    timeout: float | None = None
+    on_timeout: OnTimeout = "deny"
+    remind_every: float | None = None
+    escalate: tuple[Escalation, ...] = ()
 
     def __init__(
         self,
@@ -201,6 +229,13 @@ class Approval(Element):
         on_deny: OnDeny = "fail",
         label: str | None = None,
         skip_if: bool = False,
+        approvers: list[str] | tuple[str, ...] | None = None,
+        forbid_self: bool = False,
+        quorum: int = 1,
+        timeout: str | float | datetime.timedelta | None = None,
+        on_timeout: OnTimeout = "deny",
+        remind_every: str | float | datetime.timedelta | None = None,
+        escalate: Escalation | list[Escalation] | tuple[Escalation, ...] = (),
     ) -> None:
         owner = f"Approval(id={check_id('Approval', 'id', id)!r})"
         checked_needs = check_needs(owner, needs)
@@ -224,7 +259,38 @@ class Approval(Element):
             on_deny=on_deny,
             label=_check_label(owner, label),
             skip_if=check_bool(owner, "skip_if", skip_if),
+            **check_policy(
+                owner,
+                approvers=approvers,
+                forbid_self=forbid_self,
+                quorum=quorum,
+                timeout=timeout,
+                on_timeout=on_timeout,
+                remind_every=remind_every,
+                escalate=escalate,
+            ),
         )
+
+    def policy(self) -> dict[str, Any] | None:
+        """The gate's policy as the approval record keeps it, or None for the default one."""
+        if (
+            self.approvers is None
+            and not self.forbid_self
+            and self.quorum == 1
+            and self.timeout is None
+            and self.remind_every is None
+            and not self.escalate
+        ):
+            return None
+        return {
+            "approvers": None if self.approvers is None else list(self.approvers),
+            "forbid_self": self.forbid_self,
+            "quorum": self.quorum,
+            "timeout": self.timeout,
+            "on_timeout": self.on_timeout,
+            "remind_every": self.remind_every,
+            "escalate": [step.to_builtins() for step in self.escalate],
+        }
 
     def describe(self) -> str:
         return f"Approval(id={self.id!r})"
@@ -239,6 +305,10 @@ class Signal(Element):
         output: The type the delivered data is validated into.
         label: Display text for graphs; defaults to the id.
         skip_if: When True the signal mounts as ``skipped``.
+        timeout: How long to wait from the moment the run reaches the signal (``"30m"``,
+            ``"4h"``, timedelta, seconds); None waits forever.
+        on_timeout: ``"fail"`` fails the signal and the run; ``"skip"`` skips it (and the
+            nodes that need it).
     """
 
     kind: ClassVar[str] = "signal"
@@ -246,16 +316,29 @@ class Signal(Element):
     output: Any
     label: str | None
     skip_if: bool
+    timeout: float | None = None
+    on_timeout: Literal["fail", "skip"] = "fail"
 
     def __init__(
-        self, *, id: str, output: Any, label: str | None = None, skip_if: bool = False
+        self,
+        *,
+        id: str,
+        output: Any,
+        label: str | None = None,
+        skip_if: bool = False,
+        timeout: str | float | datetime.timedelta | None = None,
+        on_timeout: Literal["fail", "skip"] = "fail",
     ) -> None:
         owner = f"Signal(id={check_id('Signal', 'id', id)!r})"
+        if on_timeout not in ("fail", "skip"):
+            reject(owner, "on_timeout", on_timeout, "on_timeout must be one of 'fail', 'skip'")
         self.__attrs_init__(
             id=id,
             output=output,
             label=_check_label(owner, label),
             skip_if=check_bool(owner, "skip_if", skip_if),
+            timeout=check_duration(owner, "timeout", timeout),
+            on_timeout=on_timeout,
         )
 
     def describe(self) -> str:

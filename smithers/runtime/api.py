@@ -18,7 +18,7 @@ from smithers.components.definition import WorkflowDefinition
 from smithers.components.element import is_valid_id
 from smithers.errors import InputError
 from smithers.runtime.engine import Engine
-from smithers.runtime.lease import is_dead, new_lease, now_iso
+from smithers.runtime.lease import is_dead, new_lease, now_iso, os_user
 from smithers.runtime.loader import Loaded, load_ref, source_hash
 from smithers.runtime.results import (
     PendingNode,
@@ -125,6 +125,7 @@ def run(
     run_id: str | None = None,
     max_concurrency: int = 8,
     on_event: EventSink | None = None,
+    by: str | None = None,
 ) -> RunResult:
     """Start a run and execute it until it finishes, fails or waits for a person or signal.
 
@@ -138,6 +139,8 @@ def run(
         run_id: The run's id (``[A-Za-z0-9_.:-]{1,128}``); generated when None.
         max_concurrency: The most tasks running at once in this run.
         on_event: Called with every event after it is committed (progress output).
+        by: Who starts the run (recorded; ``forbid_self`` gates refuse them); defaults to
+            ``$SMITHERS_ACTOR``, else the OS user.
 
     Returns:
         The run's result.
@@ -156,6 +159,7 @@ def run(
             on_event=on_event,
             handle_signals=True,
             loaded=None,
+            by=by,
         ),
         "run",
     )
@@ -169,6 +173,7 @@ async def arun(
     run_id: str | None = None,
     max_concurrency: int = 8,
     on_event: EventSink | None = None,
+    by: str | None = None,
 ) -> RunResult:
     """`run` for callers inside an event loop (signal handlers are left alone)."""
     return await start_run(
@@ -180,6 +185,7 @@ async def arun(
         on_event=on_event,
         handle_signals=False,
         loaded=None,
+        by=by,
     )
 
 
@@ -193,6 +199,7 @@ async def start_run(
     on_event: EventSink | None,
     handle_signals: bool,
     loaded: Loaded | None,
+    by: str | None = None,
 ) -> RunResult:
     """Create a run and drive it: what `run`, `arun` and every front end's start share.
 
@@ -225,11 +232,18 @@ async def start_run(
             max_concurrency=max_concurrency,
             lease=lease,
             epoch=1,
+            started_by=by or os.environ.get("SMITHERS_ACTOR") or os_user(),
         )
         batch = Batch(
             events=[
                 NewEvent(
-                    type="run.started", at=now, data={"workflow": definition.name, "pid": lease.pid}
+                    type="run.started",
+                    at=now,
+                    data={
+                        "workflow": definition.name,
+                        "pid": lease.pid,
+                        "by": record.started_by,
+                    },
                 )
             ]
         )

@@ -2,10 +2,17 @@
 clock, replaceable for tests so that leases, heartbeats and timestamps move without sleeping.
 
 The store never reads a clock: callers pass it the times it records or compares.
+
+Test-only hook: when ``SMITHERS_TEST_CLOCK_FILE`` names a file, every process started with
+it reads its wall time from that file (a number of epoch seconds, rewritten by the test), so
+cross-process tests of deadlines and timers move time without sleeping. Never set it in
+production: time then stands still unless someone writes the file.
 """
 
 from __future__ import annotations
 
+import datetime
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +21,7 @@ from typing import Protocol
 
 __all__ = [
     "Clock",
+    "FileClock",
     "ManualClock",
     "SystemClock",
     "current_clock",
@@ -21,6 +29,7 @@ __all__ = [
     "monotonic",
     "now",
     "now_iso",
+    "parse_iso",
     "set_clock",
     "use_clock",
 ]
@@ -83,8 +92,37 @@ class ManualClock:
             self._mono += seconds
 
 
+class FileClock:
+    """Test-only: wall time read from a file a test rewrites (``SMITHERS_TEST_CLOCK_FILE``).
+
+    Args:
+        path: A file holding epoch seconds as text.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def time(self) -> float:
+        """The epoch seconds the file holds now."""
+        with open(self.path) as handle:
+            return float(handle.read().strip())
+
+    def monotonic(self) -> float:
+        """`time.monotonic()`: intervals (heartbeats) still pass in real time."""
+        return time.monotonic()
+
+    @staticmethod
+    def write(path: str, epoch: float) -> None:
+        """Set the time every process reading ``path`` sees (atomically, by rename)."""
+        scratch = f"{path}.{os.getpid()}.tmp"
+        with open(scratch, "w") as handle:
+            handle.write(repr(float(epoch)))
+        os.replace(scratch, path)
+
+
 _SYSTEM = SystemClock()
-_CURRENT: list[Clock] = [_SYSTEM]
+_TEST_FILE = os.environ.get("SMITHERS_TEST_CLOCK_FILE")
+_CURRENT: list[Clock] = [FileClock(_TEST_FILE) if _TEST_FILE else _SYSTEM]
 # The last whole second formatted, reused within it; swapped as one tuple (thread-safe).
 _SECOND: list[tuple[int | None, str]] = [(None, "")]
 
@@ -138,3 +176,11 @@ def format_iso(epoch: float) -> str:
 def now_iso() -> str:
     """The current time, ISO 8601 UTC with microseconds (``2026-11-21T14:43:30.123456Z``)."""
     return format_iso(_CURRENT[0].time())
+
+
+def parse_iso(text: str) -> float:
+    """Epoch seconds from an ISO 8601 UTC timestamp as `format_iso` writes it."""
+    moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()

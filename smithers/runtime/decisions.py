@@ -343,7 +343,13 @@ def _close_cancelled(store: Store, state: RunState, token: str) -> None:
             )
             state.event("approval.withdrawn", key[0], key[1], reason="cancelled")
     for key, record in list(state.nodes.items()):
-        if record.state in ("waiting-approval", "waiting-signal", "in-progress", "pending"):
+        if record.state in (
+            "waiting-approval",
+            "waiting-signal",
+            "waiting-timer",
+            "in-progress",
+            "pending",
+        ):
             state.set_node(
                 msgspec.structs.replace(
                     record, state="cancelled", reason="cancelled", finished_at=now

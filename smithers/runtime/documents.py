@@ -6,6 +6,7 @@ no asyncio (read-only commands stay light)."""
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, assert_never
 
 import attrs
@@ -89,6 +90,8 @@ def commands(
                 "signal_command": f"smithers signal {base} --data '<json>'",
                 "schema_command": f"smithers signal {base} --schema",
             }
+        case "timer":
+            return dict(_NO_COMMANDS)
         case unknown:
             assert_never(unknown)
 
@@ -194,6 +197,7 @@ class StatusView:
     graph: Graph | None
     attempts: list[AttemptRecord]
     approvals: list[ApprovalRecord]
+    groups: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
 
 
 def status_view(store: Store, run_id: str) -> StatusView:
@@ -207,18 +211,25 @@ def status_view(store: Store, run_id: str) -> StatusView:
     snapshot = _snapshot(store, run_id)
     approvals = [record for _, record in sorted(snapshot.approvals.items())]
     graph = last_graph(store, snapshot.run)
-    return StatusView(snapshot.run, snapshot, graph, store.attempts(run_id), approvals)
+    return StatusView(
+        snapshot.run, snapshot, graph, store.attempts(run_id), approvals, store.actor_groups()
+    )
 
 
 def status_document(view: StatusView, store_flag: str) -> dict[str, Any]:
     """Everything ``smithers status --json`` shows about a run."""
+    from smithers.runtime.clock import now
+    from smithers.runtime.policies import gate_policy_fields
+
     run, approvals = view.run, view.approvals
+    at = now()
     pending = [
         {
             "node_id": a.node_id,
             "iteration": list(a.iteration),
             "request": a.request,
             "requested_at": a.requested_at,
+            **gate_policy_fields(a, starter=run.started_by, groups=view.groups, now=at),
             **commands(run.run_id, a.node_id, a.iteration, "approval", store_flag),
         }
         for a in approvals
@@ -269,11 +280,19 @@ def runs_document(runs: list[RunRecord], store_flag: str) -> list[dict[str, Any]
 
 
 def gate_rows(
-    gates: list[tuple[RunRecord, ApprovalRecord]], store_flag: str
+    gates: list[tuple[RunRecord, ApprovalRecord]],
+    store_flag: str,
+    groups: Mapping[str, tuple[str, ...]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per requested gate: who waits, for what, since when, and how to decide."""
+    """One row per requested gate: who waits, for what, since when, how to decide, and its
+    policy (deadline, time left, who may decide, votes so far)."""
+    from smithers.runtime.clock import now
+    from smithers.runtime.policies import gate_policy_fields
+
     rows = []
+    at = now()
     for run, a in gates:
+        policy = gate_policy_fields(a, starter=run.started_by, groups=groups or {}, now=at)
         rows.append(
             {
                 "run_id": run.run_id,
@@ -285,6 +304,7 @@ def gate_rows(
                 "metadata": a.request.get("metadata", {}),
                 "waiting_since": a.requested_at,
                 "on_deny": a.on_deny,
+                **policy,
                 "decision": None,
                 "resume_command": None,
                 **{
@@ -320,9 +340,12 @@ def inbox_document(store: Store, store_flag: str) -> list[dict[str, Any]]:
     nothing has applied yet (its recorder stopped before resuming), with the command that
     applies it. Reads the requested-gates index and the runs with news, never every run."""
     from smithers.runtime.clock import now
+    from smithers.runtime.policies import gate_policy_fields
 
-    rows = gate_rows(store.requested_gates(), store_flag)
-    for due in store.due_runs(now(), 1000):
+    groups = store.actor_groups()
+    rows = gate_rows(store.requested_gates(), store_flag, groups)
+    at = now()
+    for due in store.due_runs(at, 1000):
         if due.reason != "news":
             continue
         snapshot = store.load(due.run.run_id)
@@ -340,6 +363,7 @@ def inbox_document(store: Store, store_flag: str) -> list[dict[str, Any]]:
                     "metadata": a.request.get("metadata", {}),
                     "waiting_since": a.requested_at,
                     "on_deny": a.on_deny,
+                    **gate_policy_fields(a, starter=snapshot.run.started_by, groups=groups, now=at),
                     "decision": a.decision,
                     "resume_command": resume_command(snapshot.run.run_id, store_flag),
                     "approve_command": None,

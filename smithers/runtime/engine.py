@@ -29,6 +29,7 @@ from smithers.runtime.recovery import RecoverySteps
 from smithers.runtime.scheduler import _WATCH_EVERY, EventSink, _Stop
 from smithers.runtime.state import RunState
 from smithers.runtime.tasks import TaskSteps
+from smithers.runtime.timers import TimeSteps
 from smithers.runtime.view import render_run
 from smithers.store.base import Batch
 from smithers.store.records import ErrorInfo
@@ -36,7 +37,7 @@ from smithers.store.records import ErrorInfo
 __all__ = ["Engine", "EventSink"]
 
 
-class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps):
+class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps, TimeSteps):
     """Executes one run while holding its lease; `drive` returns when it finishes, fails, is
     cancelled or parks waiting for a person or a signal."""
 
@@ -64,6 +65,7 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps):
                 self.state.event("run.resumed", pid=self.lease.pid, host=self.lease.host)
             self._recover()
             self._apply_arrivals()
+            self._apply_time()
             while True:
                 self._settle()
                 if not self.inflight and not self.timers and not self.retry_ready:
@@ -125,6 +127,8 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps):
             self._finish_attempt(item)
         elif item == "inbox":
             self._reload_inbox()
+        elif item == "time":
+            self._apply_time()
         elif item == "stop":
             raise _Stop
         elif isinstance(item, tuple) and item[0] == "retry":
@@ -186,6 +190,7 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps):
                 "in-progress",
                 "waiting-approval",
                 "waiting-signal",
+                "waiting-timer",
             ):
                 continue
             if key in self.inflight:
@@ -217,6 +222,7 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps):
         """Nothing runs: finish, fail, cancel or park. False when there is more to do."""
         assert self.plan is not None or self.failure is not None
         if self.failure is None and not self.cancelling and self.plan is not None:
+            self._apply_time()
             self.dirty = set(self.plan.units)  # one full look before giving up on anything
             self._settle()
             if self.inflight or self.timers or self.retry_ready:
@@ -232,12 +238,19 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps):
             n
             for n in self.graph.nodes
             if (rec := self.state.nodes.get((n.id, n.iteration))) is not None
-            and rec.state in ("waiting-approval", "waiting-signal")
+            and rec.state in ("waiting-approval", "waiting-signal", "waiting-timer")
         ]
         if waiting:
             kinds = {n.kind for n in waiting}
-            status = "waiting-approval" if "approval" in kinds else "waiting-signal"
-            self.state.update_run(status=status, updated_at=now_iso())
+            status = (
+                "waiting-approval"
+                if "approval" in kinds
+                else "waiting-signal"
+                if "signal" in kinds
+                else "waiting-timer"
+            )
+            # The worker finds a parked run through its next wake-up (timer, deadline...).
+            self.state.update_run(status=status, updated_at=now_iso(), wake_at=self.next_wake)
             self.state.event("run.waiting", status=status, pending=[n.id for n in waiting])
             return self._park()
         stuck = [u for u in self.plan.units if not self._is_terminal(u)]
@@ -262,7 +275,12 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps):
     def _close(self, status: Any, *, reason: str) -> None:
         """End the run as failed or cancelled: waiting nodes are cancelled, gates withdrawn."""
         for key, record in list(self.state.nodes.items()):
-            if record.state in ("waiting-approval", "waiting-signal", "in-progress"):
+            if record.state in (
+                "waiting-approval",
+                "waiting-signal",
+                "in-progress",
+                "waiting-timer",
+            ):
                 if record.state == "waiting-approval":
                     self._withdraw(key, reason)
                 self._set(key, "cancelled", reason=reason)
@@ -283,6 +301,7 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps):
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         """Heartbeat the lease and notice decisions/signals/cancels from other processes."""
         last_beat = clock.monotonic()
+        posted_wake: float | None = None
         while not self._watch_stop.wait(_WATCH_EVERY):
             if self._watch_paused:
                 continue
@@ -298,6 +317,10 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps):
                     return
                 if run.inbox != self.seen_inbox:
                     loop.call_soon_threadsafe(self._post, "inbox")
+                wake = self.next_wake
+                if wake is not None and wake != posted_wake and clock.now() >= wake:
+                    posted_wake = wake  # once per wake-up: _apply_time sets the next one
+                    loop.call_soon_threadsafe(self._post, "time")
                 if clock.monotonic() - last_beat >= HEARTBEAT_EVERY:
                     beat = msgspec.structs.replace(run.lease, heartbeat=clock.now())
                     self.store.commit(self.run_id, Batch(run={"lease": beat}), token=self.token)

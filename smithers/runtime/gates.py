@@ -7,10 +7,12 @@ import msgspec
 
 from smithers.compiler.codec import check_value, decode_value, validate_value
 from smithers.compiler.graph import Node
-from smithers.components.nodes import Approval, ApprovalDecision, ApprovalRequest
+from smithers.components.nodes import Approval, ApprovalDecision, ApprovalRequest, Signal
 from smithers.errors import ValidationError
+from smithers.runtime import clock
 from smithers.runtime.executor import error_text
 from smithers.runtime.lease import now_iso
+from smithers.runtime.policies import TIMEOUT_DECIDER, deadline_of, next_gate_wake
 from smithers.runtime.scheduler import Scheduler
 from smithers.store.base import NodeKey
 from smithers.store.records import ApprovalRecord, ErrorInfo, GroupRecord, SignalRecord
@@ -48,25 +50,40 @@ class GateSteps(Scheduler):
         payload = msgspec.to_builtins(request)
         earlier = self.state.approvals.get(key)
         previous = (*earlier.previous, msgspec.to_builtins(earlier)) if earlier else ()
-        self.state.set_approval(
-            ApprovalRecord(
-                node_id=key[0],
-                iteration=key[1],
-                status="requested",
-                request=payload,
-                requested_at=now_iso(),
-                on_deny=element.on_deny,
-                previous=previous,
-            )
+        now = clock.now()
+        policy = element.policy()
+        record = ApprovalRecord(
+            node_id=key[0],
+            iteration=key[1],
+            status="requested",
+            request=payload,
+            requested_at=clock.format_iso(now),
+            on_deny=element.on_deny,
+            previous=previous,
+            policy=policy,
+            deadline=deadline_of(policy, now),
         )
-        self._set(key, "waiting-approval", started_at=now_iso())
+        self.state.set_approval(record)
+        self._set(key, "waiting-approval", started_at=record.requested_at)
         self.state.event(
-            "approval.requested", key[0], key[1], request=payload, on_deny=element.on_deny
+            "approval.requested",
+            key[0],
+            key[1],
+            request=payload,
+            on_deny=element.on_deny,
+            policy=policy,
+            deadline=record.deadline,
         )
+        if policy is not None:
+            self._wake_soon(next_gate_wake(record))
         self._freeze(node.id)
 
     def _withdraw(self, key: NodeKey, because: str) -> None:
         record = self.state.approvals.get(key)
+        if record is not None and (record.policy or {}).get("quorum", 1) > 1:
+            # Votes may have landed since the watcher last looked: keep them in the record.
+            fresh = {(a.node_id, a.iteration): a for a in self.store.approvals(self.run_id)}
+            record = fresh.get(key, record)
         if record is None or record.status != "requested":
             return
         self.state.set_approval(
@@ -88,10 +105,21 @@ class GateSteps(Scheduler):
             or (current.state != "waiting-approval")
         ):
             return
-        decision = ApprovalDecision(**(record.decision or {"approved": False}))
+        decision = msgspec.convert(record.decision or {"approved": False}, ApprovalDecision)
         on_deny = node.props.get("on_deny", record.on_deny)
         who = decision.decided_by or "unknown"
-        if decision.approved or on_deny == "continue":
+        if (
+            decision.decided_by == TIMEOUT_DECIDER
+            and (record.policy or {}).get("on_timeout") == "fail"
+        ):
+            message = (
+                f"Gate `{node.id}` was not decided by its deadline {record.deadline} "
+                "(on_timeout='fail')"
+            )
+            self._set(key, "failed", error=message)
+            self.state.event("node.failed", key[0], key[1], error=message)
+            self._fail(ErrorInfo(type="ApprovalTimeout", message=message, node_id=node.id))
+        elif decision.approved or on_deny == "continue":
             self._output(key, msgspec.msgpack.encode(decision))
             self._set(key, "finished")
             self.state.event("node.finished", key[0], key[1], approved=decision.approved)
@@ -141,8 +169,14 @@ class GateSteps(Scheduler):
         if delivered is not None:
             self._apply_signal(node, key, delivered)
             return
-        self._set(key, "waiting-signal", started_at=now_iso())
-        self.state.event("signal.waiting", key[0], key[1])
+        element = self.graph.elements.get(node.id) if self.graph is not None else None
+        due = None
+        if isinstance(element, Signal) and element.timeout is not None:
+            due = clock.now() + element.timeout
+            self._wake_soon(due)
+        due_iso = None if due is None else clock.format_iso(due)
+        self._set(key, "waiting-signal", started_at=now_iso(), due_at=due_iso)
+        self.state.event("signal.waiting", key[0], key[1], due_at=due_iso)
 
     def _apply_signal(self, node: Node, key: NodeKey, delivered: SignalRecord) -> None:
         assert self.graph is not None
@@ -164,7 +198,7 @@ class GateSteps(Scheduler):
             self.state.event("signal.rejected", key[0], key[1], error=reason)
             return
         self._output(key, raw)
-        self._set(key, "finished")
+        self._set(key, "finished", due_at=None)
         self.state.event("node.finished", key[0], key[1])
         self._terminal(node.id)
 

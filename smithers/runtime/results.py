@@ -28,8 +28,8 @@ __all__ = [
     "result_of",
 ]
 
-WaitKind = Literal["approval", "signal"]
-"""What a waiting node waits for: a person's decision, or data from outside."""
+WaitKind = Literal["approval", "signal", "timer"]
+"""What a waiting node waits for: a person's decision, data from outside, or time."""
 
 RunError = ErrorInfo
 """Why a run failed: the error type, its message and the node it came from (the stored
@@ -62,8 +62,9 @@ class RunResult:
 
     Attributes:
         run_id: The run's id.
-        status: ``finished``, ``failed``, ``cancelled``, ``waiting-approval`` or
-            ``waiting-signal`` (``running`` only when another process owns it).
+        status: ``finished``, ``failed``, ``cancelled``, ``waiting-approval``,
+            ``waiting-signal`` or ``waiting-timer`` (``running`` only when another process
+            owns it).
         error: Why it failed, or None.
         outputs: Node id to output (a loop-body node's latest iteration).
         pending: The gates and signals it waits on.
@@ -123,4 +124,6 @@ def result_of(store: Store, run_id: str, graph: Graph | None = None) -> RunResul
             )
         elif record.state == "waiting-signal":
             pending.append(PendingNode(node_id, iteration, "signal", None, record.started_at))
+        elif record.state == "waiting-timer":
+            pending.append(PendingNode(node_id, iteration, "timer", None, record.started_at))
     return RunResult(run.run_id, run.status, run.error, outputs, tuple(pending))

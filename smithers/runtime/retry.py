@@ -41,6 +41,7 @@ _NEXT = {
     "cancelled": "it was cancelled; start a new run",
     "waiting-approval": "it waits for a decision; approve or deny it",
     "waiting-signal": "it waits for a signal; deliver it with `smithers signal`",
+    "waiting-timer": "it waits for a timer; resume it once the timer is due",
     "running": "it has not failed; resume it if nothing is running it",
 }
 

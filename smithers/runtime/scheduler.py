@@ -98,6 +98,8 @@ class Scheduler:
         self._watch_stop = threading.Event()
         self._watch_paused = False
         self.released = False
+        # The earliest time something waiting here is due (timer, deadline, reminder).
+        self.next_wake: float | None = None
 
     def _post(self, item: Any) -> None:
         assert self._queue is not None
@@ -189,6 +191,8 @@ class Scheduler:
                 self._request(node, key)
             case "signal":
                 self._await_signal(node, key)
+            case "timer":
+                self._start_timer(node, key)
             case unknown:
                 assert_never(unknown)
 
@@ -330,6 +334,18 @@ class Scheduler:
         raise NotImplementedError  # provided by a mixin
 
     def _examine_loop(self, loop_id: str) -> None:
+        raise NotImplementedError  # provided by a mixin
+
+    def _start_timer(self, node: Node, key: NodeKey) -> None:
+        raise NotImplementedError  # provided by a mixin
+
+    def _apply_time(self) -> None:
+        raise NotImplementedError  # provided by a mixin
+
+    def _resolve(self, key: NodeKey, record: Any) -> None:
+        raise NotImplementedError  # provided by a mixin
+
+    def _wake_soon(self, at: float | None) -> None:
         raise NotImplementedError  # provided by a mixin
 
     def _withdraw(self, key: NodeKey, because: str) -> None:

@@ -263,6 +263,15 @@ async def decide(
         raise _with_resume_hint(store, run_id, gate, its, exc) from None
     verb = "Approved" if approved else "Denied"
     where = f" iteration {iteration_text(its)}" if its else ""
+    if decided.status == "requested":  # a vote short of the quorum: nothing to apply yet
+        votes = sum(1 for v in decided.votes if v["approved"])
+        quorum = (decided.policy or {}).get("quorum", 1)
+        voter = decided.votes[-1]["by"]
+        told = (
+            f"Recorded {voter}'s approval of `{gate}`{where} of run {run_id} ({votes} of "
+            f"{quorum} approvals); the gate waits for more."
+        )
+        return Outcome(result_of(store, run_id), told, False)
     told = f"{verb} `{gate}`{where} of run {run_id} as {decided.decided_by}."
     return await _go_on(
         store,

@@ -112,6 +112,8 @@ class Decision:
     decided_at: str
     recorded_by: str | None
     recorded_on: str | None
+    # The deadline deciding (decided_by "smithers:timeout"): no vote, event approval.expired.
+    expired: bool = False
 
 
 WakeReason = Literal["news", "due", "owner-dead"]
@@ -134,7 +136,11 @@ class DueRun:
 
 def is_parked(run: RunRecord) -> bool:
     """Whether the run waits for a person or a signal with no process holding it."""
-    return run.lease is None and run.status in ("waiting-approval", "waiting-signal")
+    return run.lease is None and run.status in (
+        "waiting-approval",
+        "waiting-signal",
+        "waiting-timer",
+    )
 
 
 @attrs.frozen
@@ -264,10 +270,16 @@ class Store(Protocol):
     def decide(self, run_id: str, decision: Decision) -> tuple[ApprovalRecord, RunRecord]:
         """Record a decision on a requested gate: read, check and write in one transaction.
 
-        Bumps the run's inbox and appends ``approval.decided``.
+        The gate's policy is judged in the same transaction (`store.votes`): a vote short of
+        the quorum is recorded with ``approval.voted``; the deciding vote (or the deadline's
+        ``expired`` decision) resolves the gate with ``approval.decided`` (``expired``). Both
+        bump the run's inbox.
 
         Raises:
             RunNotFoundError, GateNotRequestedError, AlreadyDecidedError: Nothing is written.
+            ApprovalRefusedError: The policy does not let this person decide (not an
+                approver, the starter under forbid_self, a second vote); only the
+                ``approval.refused`` event is written.
         """
 
     def deliver(self, run_id: str, signal: SignalRecord) -> RunRecord:
@@ -275,6 +287,37 @@ class Store(Protocol):
 
         Raises:
             RunNotFoundError, AlreadyDeliveredError: Nothing is written.
+        """
+
+    # -- approval policies (appended: issue 11) ----------------------------------------------
+
+    def actor_groups(self) -> dict[str, tuple[str, ...]]:
+        """Every group of people (``group:NAME`` in approver lists): name -> members."""
+
+    def change_group(
+        self, name: str, *, add: tuple[str, ...] = (), remove: tuple[str, ...] = ()
+    ) -> tuple[str, ...]:
+        """Add and remove members of a group in one transaction; an emptied group is gone.
+
+        Returns:
+            The group's members afterwards, sorted.
+        """
+
+    def update_gate(
+        self,
+        run_id: str,
+        node_id: str,
+        iteration: Iteration,
+        changes: dict[str, Any],
+        events: list[NewEvent],
+        *,
+        token: str | None,
+    ) -> ApprovalRecord | None:
+        """Apply ``changes`` (reminders, escalated) to a gate still requested, with its
+        events, in one transaction; None (nothing written) when it is no longer requested.
+
+        Raises:
+            LeaseLostError: When ``token`` is not the run's lease token.
         """
 
 
@@ -333,16 +376,21 @@ def _where(node_id: str, iteration: Iteration) -> str:
     return f"`{node_id}`{its}"
 
 
-def decided_record(record: ApprovalRecord, decision: Decision) -> ApprovalRecord:
+def decided_record(
+    record: ApprovalRecord, decision: Decision, votes: tuple[dict[str, Any], ...] = ()
+) -> ApprovalRecord:
     """The approval record after ``decision`` (the stored decision is the gate's output)."""
+    extra: dict[str, Any] = {"votes": list(votes)} if votes else {}
     return msgspec.structs.replace(
         record,
         status="approved" if decision.approved else "denied",
+        votes=votes,
         decision={
             "approved": decision.approved,
             "note": decision.note,
             "decided_by": decision.decided_by,
             "decided_at": decision.decided_at,
+            **extra,
         },
         decided_at=decision.decided_at,
         decided_by=decision.decided_by,

@@ -30,7 +30,13 @@ __all__ = [
 
 Iteration = tuple[int, ...]
 RunStatus = Literal[
-    "running", "waiting-approval", "waiting-signal", "finished", "failed", "cancelled"
+    "running",
+    "waiting-approval",
+    "waiting-signal",
+    "waiting-timer",
+    "finished",
+    "failed",
+    "cancelled",
 ]
 TERMINAL_RUN_STATUSES = frozenset({"finished", "failed", "cancelled"})
 NodeState = Literal[
@@ -42,6 +48,7 @@ NodeState = Literal[
     "failed",
     "skipped",
     "cancelled",
+    "waiting-timer",
 ]
 
 
@@ -104,6 +111,8 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     # When a parked run wants to be resumed (a retry backoff, a deadline), in epoch seconds;
     # the store indexes it so that a worker finds due runs without scanning.
     wake_at: float | None = None
+    # Who started the run (``--by``, ``$SMITHERS_ACTOR``, the OS user): `forbid_self` bars them.
+    started_by: str | None = None
 
 
 # Records written once or more per node carry short names on disk (their Python names are
@@ -123,6 +132,7 @@ _NODE_WIRE = {
     "started_at": "t0",
     "finished_at": "t1",
     "attempt_started_at": "ta",
+    "due_at": "w",
 }
 _GROUP_WIRE = {
     "kind": "k",
@@ -173,6 +183,8 @@ class NodeRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, 
     finished_at: str | None = None
     # The running attempt's start: its attempt record is written once, when it ends.
     attempt_started_at: str | None = None
+    # When a waiting timer fires, or a waiting signal times out (ISO 8601 UTC).
+    due_at: str | None = None
 
 
 class GroupRecord(
@@ -226,6 +238,15 @@ class ApprovalRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     withdrawn_because: str | None = None
     # Earlier records of the same key (a gate withdrawn, then mounted and requested again).
     previous: tuple[dict[str, Any], ...] = ()
+    # The gate's policy as requested (Approval.policy()); None: anyone, one decision, no time.
+    policy: dict[str, Any] | None = None
+    # Votes so far ({by, approved, note, at}), in order; the decision copies them.
+    votes: tuple[dict[str, Any], ...] = ()
+    # When the timeout decides (ISO 8601 UTC), from requested_at and policy["timeout"].
+    deadline: str | None = None
+    # Reminders emitted and escalation steps applied so far.
+    reminders: int = 0
+    escalated: int = 0
 
 
 class SignalRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -269,6 +290,14 @@ EventType = Literal[
     "signal.rejected",
     "workflow.changed",
     "loop.max-reached",
+    "approval.refused",
+    "approval.voted",
+    "approval.expired",
+    "approval.reminder",
+    "approval.escalated",
+    "timer.waiting",
+    "timer.fired",
+    "signal.expired",
 ]
 """Every event type the log holds (DESIGN §8 plus the additions in docs/architecture.md);
 a new one is added here, and mypy checks every place that names one."""

@@ -271,7 +271,7 @@ def test_runs_unknown_status_is_refused(tmp_path: Path, store_dir: Path, three_r
     """An unknown --status is one error line listing the statuses."""
     assert one_error(invoke("--store", str(store_dir), "runs", "--status", "done")) == (
         "Error: Invalid value for '--status': 'done' is not one of 'running', "
-        "'waiting-approval', 'waiting-signal', 'finished', 'failed', 'cancelled' "
+        "'waiting-approval', 'waiting-signal', 'waiting-timer', 'finished', 'failed', 'cancelled' "
         "(see `smithers runs --help`)."
     )
 

@@ -21,6 +21,7 @@ from smithers import (
     Sequence,
     Task,
     TaskInfo,
+    Vote,
     Workflow,
 )
 from smithers import smithers as define
@@ -173,6 +174,7 @@ def test_approving_records_the_audit_trail_and_resume_finishes(store: KVStore) -
         "note": "Ship it",
         "decided_by": "alice",
         "decided_at": record.decided_at,
+        "votes": [{"by": "alice", "approved": True, "note": "Ship it", "at": record.decided_at}],
     }
     assert record.request == {
         "title": "Deploy 1.2?",
@@ -198,7 +200,11 @@ def test_approving_records_the_audit_trail_and_resume_finishes(store: KVStore) -
     assert done.error is None
     assert done.pending == ()
     assert done.outputs["approve"] == ApprovalDecision(
-        approved=True, note="Ship it", decided_by="alice", decided_at=record.decided_at
+        approved=True,
+        note="Ship it",
+        decided_by="alice",
+        decided_at=record.decided_at,
+        votes=(Vote(by="alice", approved=True, note="Ship it", at=record.decided_at),),
     )
     assert done.outputs["ship"] == "shipped:True"
     assert node_state(store, "r", "approve") == "finished"

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
 from smithers.errors import (
     AlreadyDeliveredError,
+    ApprovalRefusedError,
     InputError,
     RunLockedError,
     SignalError,
@@ -28,7 +29,6 @@ from smithers.store.base import (
     RunSnapshot,
     check_decidable,
     check_token,
-    decided_record,
     run_not_found,
 )
 from smithers.store.kv.indexes import due_runs, put_run
@@ -53,6 +53,7 @@ from smithers.store.records import (
     RunRecord,
     SignalRecord,
 )
+from smithers.store.votes import apply_decision
 
 __all__ = ["KVStore"]
 
@@ -67,6 +68,7 @@ _SIGNAL = msgspec.msgpack.Decoder(SignalRecord)
 _EVENT = msgspec.msgpack.Decoder(EventRecord)
 _U32 = struct.Struct(">I")
 _NEXT_RUN = b"next-run-key"
+_MEMBERS = msgspec.msgpack.Decoder(list[str])
 
 
 def _split_node_key(raw: bytes) -> NodeKey:
@@ -411,34 +413,33 @@ class KVStore:
         return self._write(write)
 
     def decide(self, run_id: str, decision: Decision) -> tuple[ApprovalRecord, RunRecord]:
-        def write(txn: Txn) -> tuple[ApprovalRecord, RunRecord]:
+        def write(txn: Txn) -> tuple[ApprovalRecord, RunRecord] | str:
             rk, run = self._need_run(txn, run_id)
             key = node_key(rk, decision.node_id, decision.iteration)
             raw = txn.get("approvals", key)
             record = None if raw is None else _APPROVAL.decode(raw)
             check_decidable(run, record, decision)
             assert record is not None
-            decided = decided_record(record, decision)
-            event = NewEvent(
-                type="approval.decided",
-                node_id=decision.node_id,
-                iteration=decision.iteration,
-                at=decision.decided_at,
-                data={
-                    "decision": decided.decision,
-                    "recorded_by": decision.recorded_by,
-                    "recorded_on": decision.recorded_on,
-                },
-            )
+            groups = self._groups(txn) if record.policy else {}
+            applied = apply_decision(run, record, decision, groups=groups)
+            if applied.refused is not None:
+                # Only the audit event: the gate, the run and its inbox stay as they are.
+                self._append_events(txn, rk, run_id, [applied.event])
+                return applied.refused
+            decided, at = applied.record, decision.decided_at
+            assert decided is not None
             batch = Batch(
-                run={"inbox": run.inbox + 1, "updated_at": decision.decided_at},
+                run={"inbox": run.inbox + 1, "updated_at": at},
                 approvals=[decided],
-                events=[event],
+                events=[applied.event],
             )
             new_run, _ = self._apply(txn, rk, run, batch)
             return decided, new_run
 
-        return self._write(write)
+        result = self._write(write)
+        if isinstance(result, str):
+            raise ApprovalRefusedError(result)
+        return result
 
     def deliver(self, run_id: str, signal: SignalRecord) -> RunRecord:
         def write(txn: Txn) -> RunRecord:
@@ -478,5 +479,51 @@ class KVStore:
             )
             new_run, _ = self._apply(txn, rk, run, batch)
             return new_run
+
+        return self._write(write)
+
+    # -- approval policies (appended: issue 11) -------------------------------------------
+
+    def _groups(self, txn: Txn) -> dict[str, tuple[str, ...]]:
+        return {k.decode(): tuple(_MEMBERS.decode(v)) for k, v in txn.scan("actor_groups")}
+
+    def actor_groups(self) -> dict[str, tuple[str, ...]]:
+        return self._kv.read(self._groups)
+
+    def change_group(
+        self, name: str, *, add: tuple[str, ...] = (), remove: tuple[str, ...] = ()
+    ) -> tuple[str, ...]:
+        def write(txn: Txn) -> tuple[str, ...]:
+            raw = txn.get("actor_groups", name.encode())
+            members = set() if raw is None else set(_MEMBERS.decode(raw))
+            members = (members | set(add)) - set(remove)
+            if members:
+                txn.put("actor_groups", name.encode(), _ENC.encode(sorted(members)))
+            else:
+                txn.delete("actor_groups", name.encode())
+            return tuple(sorted(members))
+
+        return self._write(write)
+
+    def update_gate(
+        self,
+        run_id: str,
+        node_id: str,
+        iteration: Iteration,
+        changes: dict[str, Any],
+        events: list[NewEvent],
+        *,
+        token: str | None,
+    ) -> ApprovalRecord | None:
+        def write(txn: Txn) -> ApprovalRecord | None:
+            rk, run = self._need_run(txn, run_id)
+            check_token(run, token)
+            raw = txn.get("approvals", node_key(rk, node_id, iteration))
+            record = None if raw is None else _APPROVAL.decode(raw)
+            if record is None or record.status != "requested":
+                return None
+            updated = msgspec.structs.replace(record, **changes)
+            self._apply(txn, rk, run, Batch(approvals=[updated], events=events))
+            return updated
 
         return self._write(write)

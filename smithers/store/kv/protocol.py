@@ -32,6 +32,7 @@ TABLES = (
     "idx_wake",
     "idx_news",
     "idx_leases",
+    "actor_groups",
 )
 
 
