@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from smithers.store import KVStore, Store, memory_store, open_store
+from tests.postgres_cluster import FAST, Cluster, cluster, missing_reason
 
 settings.register_profile(
     "ci",
@@ -35,9 +36,56 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SMITHERS_ACTOR", raising=False)
 
 
-@pytest.fixture(params=["memory", "lmdb"])
+# Child tables first (they reference runs), then the counters back to zero.
+_EMPTY_POSTGRES = """
+DELETE FROM smithers_events; DELETE FROM smithers_nodes; DELETE FROM smithers_groups;
+DELETE FROM smithers_attempts; DELETE FROM smithers_outputs; DELETE FROM smithers_approvals;
+DELETE FROM smithers_signals; DELETE FROM smithers_frames; DELETE FROM smithers_runs;
+UPDATE smithers_counters SET value = 0;
+"""
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Cluster]:
+    """A PostgreSQL server for the session (skipped without the binaries, failed under CI)."""
+    reason = missing_reason()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs the PostgreSQL tests to run, but {reason}.")
+        pytest.skip(f"PostgreSQL tests skipped: {reason}")
+    with cluster(*FAST) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_cluster: Cluster) -> str:
+    """The URL of a database holding the smithers tables, shared by the session's tests."""
+    url = postgres_cluster.create_database("smithers_test")
+    open_store(url).close()  # first use creates the tables
+    return url
+
+
+@pytest.fixture
+def postgres_store(postgres_url: str) -> Iterator[Store]:
+    """A PostgreSQL store, emptied after the test."""
+    import psycopg
+
+    opened = open_store(postgres_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(_EMPTY_POSTGRES)
+
+
+@pytest.fixture(params=["memory", "lmdb", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Store]:
-    """Each backend in turn, seen only as a `Store`: in memory, and LMDB in a temp directory."""
+    """Each backend in turn, seen only as a `Store`: in memory, LMDB in a temp directory, and
+    PostgreSQL in the session's server."""
+    if request.param == "postgres":
+        yield request.getfixturevalue("postgres_store")
+        return
     if request.param == "memory":
         opened = memory_store()
     else:

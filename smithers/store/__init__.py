@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from smithers.errors import StoreError
 from smithers.store.base import (
     Batch,
@@ -22,6 +24,9 @@ from smithers.store.records import (
     RunRecord,
     SignalRecord,
 )
+
+if TYPE_CHECKING:
+    from smithers.store.postgres import PostgresStore
 
 __all__ = [
     "ApprovalRecord",
@@ -45,11 +50,12 @@ __all__ = [
 
 def open_store(
     location: str | None = None, *, create: bool = True, readonly: bool = False
-) -> KVStore:
+) -> KVStore | PostgresStore:
     """Open the store at ``location``, choosing the backend by its form.
 
-    A directory path opens (or makes) an LMDB store. ``postgresql://`` URLs are reserved for
-    the PostgreSQL store (DESIGN §15) and refused until it exists. With no location, the
+    A directory path opens (or makes) an LMDB store; a ``postgresql://`` (or ``postgres://``)
+    URL opens the PostgreSQL store (DESIGN §15; needs ``pip install 'smithers[postgres]'``),
+    creating its tables in an empty database. With no location, the
     default applies: ``$SMITHERS_STORE``, else the nearest ``.smithers/`` walking up from the
     working directory, else ``./.smithers``.
 
@@ -71,17 +77,28 @@ def open_store(
     if sep and scheme.isidentifier():
         shown = _redacted(location)
         if scheme in ("postgresql", "postgres"):
-            raise StoreError(
-                f"The store location {shown} names a PostgreSQL store, which this smithers "
-                "cannot open yet; pass --store with a directory for an LMDB store."
-            )
+            if readonly:
+                create = False
+            return _open_postgres(location, shown, create=create)
         raise StoreError(
             f"The store location {shown} uses the unknown scheme `{scheme}://`; pass --store "
-            "with a directory for an LMDB store."
+            "with a directory for an LMDB store, or a postgresql:// URL."
         )
     from smithers.store.kv.lmdb_kv import open_lmdb_store
 
     return open_lmdb_store(location, create=create, readonly=readonly)
+
+
+def _open_postgres(url: str, shown: str, *, create: bool) -> PostgresStore:
+    """The PostgreSQL store at ``url``, or a `StoreError` saying how to install its driver."""
+    try:
+        from smithers.store.postgres import open_postgres_store
+    except ImportError:
+        raise StoreError(
+            f"The store location {shown} names a PostgreSQL store, but its driver is not "
+            "installed; run `pip install 'smithers[postgres]'`."
+        ) from None
+    return open_postgres_store(url, create=create)
 
 
 def _redacted(url: str) -> str:
