@@ -1,0 +1,412 @@
+"""What only the PostgreSQL store must show: event numbers visible in commit order across
+connections, fencing and compare-and-set under real concurrency, LISTEN/NOTIFY wake-ups,
+schema versions, and lost connections as one-sentence errors."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from smithers.errors import AlreadyDecidedError, LeaseLostError, StoreError
+from smithers.store import Batch, Store, open_store
+from smithers.store.postgres import PostgresStore, migrate_store
+from smithers.store.postgres.schema import SCHEMA_VERSION
+from tests.store.helpers import decision, event, lease, node, requested, run_record
+
+DEADLINE = 30.0  # a hang guard only: every wait below ends as soon as its condition holds
+
+
+@pytest.fixture
+def pg(postgres_store: Store) -> PostgresStore:
+    """The session's PostgreSQL store, emptied after the test."""
+    assert isinstance(postgres_store, PostgresStore)
+    return postgres_store
+
+
+@pytest.fixture
+def other(postgres_url: str) -> Iterator[PostgresStore]:
+    """A second store on the same database: another process, as far as the server knows."""
+    opened = open_store(postgres_url)
+    assert isinstance(opened, PostgresStore)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait for ``condition`` (polling); fail after `DEADLINE` naming ``what``."""
+    end = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def waiting_on_a_lock(url: str) -> Callable[[], bool]:
+    """Whether some backend of the database waits for a lock held by another transaction."""
+
+    def check() -> bool:
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()
+        return bool(row and row[0])
+
+    return check
+
+
+def hold_writes(store: PostgresStore, inside: Callable[[], None]) -> None:
+    """Make every write of ``store`` call ``inside()`` after its work, before its COMMIT."""
+    run = store._pool.run
+
+    def write(fn: Callable[[Any], Any]) -> Any:
+        def held(cursor: Any) -> Any:
+            result = fn(cursor)
+            inside()
+            return result
+
+        return run(held, write=True)
+
+    store._write = write  # type: ignore[method-assign]
+
+
+def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    """Start ``fn`` in a thread; its result or exception lands in the returned box."""
+    box: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    return thread, box
+
+
+# -- the event log's promise -----------------------------------------------------------------
+
+
+def test_a_plain_bigserial_lets_a_follower_skip_an_event(postgres_url: str) -> None:
+    """The hazard the store avoids: with a bigserial, number 2 commits before 1, and a
+    follower that saw 2 and keeps it as its cursor never sees 1."""
+    with (
+        psycopg.connect(postgres_url, autocommit=True) as setup,
+        psycopg.connect(postgres_url) as first,
+        psycopg.connect(postgres_url) as second,
+    ):
+        setup.execute("DROP TABLE IF EXISTS naive_log")
+        setup.execute("CREATE TABLE naive_log (seq bigserial PRIMARY KEY, what text)")
+        try:
+            first.execute("INSERT INTO naive_log (what) VALUES ('first')")  # takes 1
+            second.execute("INSERT INTO naive_log (what) VALUES ('second')")  # takes 2
+            second.commit()
+            seen = setup.execute("SELECT seq FROM naive_log WHERE seq > 0 ORDER BY seq").fetchall()
+            assert seen == [(2,)]
+            cursor = 2
+            first.commit()
+            later = setup.execute(
+                "SELECT seq FROM naive_log WHERE seq > %s ORDER BY seq", (cursor,)
+            ).fetchall()
+            assert later == []  # event 1 is committed, and the follower will never read it
+        finally:
+            setup.execute("DROP TABLE naive_log")
+
+
+def test_a_later_writer_waits_so_numbers_become_visible_in_commit_order(
+    pg: PostgresStore, other: PostgresStore, postgres_url: str
+) -> None:
+    """Writer A takes event 2 and stalls before COMMIT; writer B, on another connection,
+    waits at the counter instead of committing 3 first; a follower never sees a hole."""
+    pg.create_run(run_record("a"), Batch(events=[event("run.started")]))
+    other.create_run(run_record("b"), Batch())
+    release = threading.Event()
+    holding = threading.Event()
+
+    def stall() -> None:
+        holding.set()
+        assert release.wait(DEADLINE)
+
+    hold_writes(pg, stall)
+    a, a_box = in_thread(lambda: pg.commit("a", Batch(events=[event("node.started")]), token=None))
+    assert holding.wait(DEADLINE)
+    b, b_box = in_thread(
+        lambda: other.commit("b", Batch(events=[event("run.started")]), token=None)
+    )
+    until(waiting_on_a_lock(postgres_url), "writer B to wait for the event counter")
+    assert [e.seq for e in other.events(after=1)] == []  # nothing past the follower's cursor
+    assert b.is_alive()
+    release.set()
+    a.join(DEADLINE)
+    b.join(DEADLINE)
+    assert (a_box["value"].seqs, b_box["value"].seqs) == ((2,), (3,))
+    assert [(e.seq, e.run_id) for e in other.events(after=1)] == [(2, "a"), (3, "b")]
+
+
+def test_a_follower_with_a_cursor_sees_every_event_under_concurrent_writers(
+    pg: PostgresStore, postgres_url: str
+) -> None:
+    """Four writers on their own connections commit 200 events while a follower pages with
+    a cursor: it sees 1..200 once each, in order, and each run's events in its order."""
+    writers = [open_store(postgres_url) for _ in range(4)]
+    try:
+        for i, writer in enumerate(writers):
+            writer.create_run(run_record(f"w{i}"), Batch())
+        done = threading.Event()
+        seen: list[tuple[int, str, str]] = []
+
+        def follow() -> None:
+            cursor = 0
+            while True:
+                finished = done.is_set()
+                for e in pg.events(after=cursor, limit=50):
+                    seen.append((e.seq, e.run_id, e.type))
+                    cursor = e.seq
+                if finished and cursor >= 200:
+                    return
+
+        def write(i: int) -> None:
+            for k in range(25):
+                evs = [event(f"e{k}.0"), event(f"e{k}.1")]
+                writers[i].commit(f"w{i}", Batch(events=evs), token=None)
+
+        follower, follower_box = in_thread(follow)
+        threads = [in_thread(lambda i=i: write(i)) for i in range(4)]
+        for thread, box in threads:
+            thread.join(DEADLINE)
+            assert "error" not in box, box.get("error")
+        done.set()
+        follower.join(DEADLINE)
+        assert "error" not in follower_box, follower_box.get("error")
+    finally:
+        for writer in writers:
+            writer.close()
+    assert [s for s, _, _ in seen] == list(range(1, 201))
+    for i in range(4):
+        mine = [t for _, r, t in seen if r == f"w{i}"]
+        assert mine == [f"e{k}.{j}" for k in range(25) for j in (0, 1)]
+
+
+# -- ownership and compare-and-set -----------------------------------------------------------
+
+
+def test_an_owner_stalled_past_its_lease_commits_nothing_after_a_takeover(
+    pg: PostgresStore, other: PostgresStore
+) -> None:
+    """Owner A stalls; B takes the run over (A counts as dead); A's next write is refused
+    and nothing of it lands, while B's writes go on."""
+    pg.create_run(run_record("r", lease=lease("tok-a", epoch=1), epoch=1), Batch())
+    taken = other.acquire("r", lease("tok-b", pid=7), is_dead=lambda _: True, batch=Batch())
+    assert (taken.epoch, taken.lease and taken.lease.token) == (2, "tok-b")
+    with pytest.raises(LeaseLostError, match=re.escape("(now pid 7 on box-a)")):
+        pg.commit("r", Batch(nodes=[node("late")], events=[event("node.finished")]), token="tok-a")
+    assert other.commit("r", Batch(nodes=[node("t")]), token="tok-b").applied
+    loaded = other.load("r")
+    assert loaded is not None
+    assert list(loaded.nodes) == [("t", ())]
+    assert other.last_seq() == 0
+
+
+def test_a_takeover_waits_for_the_owners_commit_in_flight(
+    pg: PostgresStore, other: PostgresStore, postgres_url: str
+) -> None:
+    """An acquire racing a commit of the current owner waits on the run's row: the owner's
+    commit lands whole, then the lease moves (fencing never splits a transaction)."""
+    pg.create_run(run_record("r", lease=lease("tok-a", epoch=1), epoch=1), Batch())
+    release = threading.Event()
+    hold_writes(pg, lambda: release.wait(DEADLINE) and None)
+    owner, owner_box = in_thread(
+        lambda: pg.commit("r", Batch(nodes=[node("t")], events=[event("x")]), token="tok-a")
+    )
+    until(
+        lambda: other.get_run("r") is not None and owner.is_alive(), "the owner's commit to start"
+    )
+    taker, taker_box = in_thread(
+        lambda: other.acquire("r", lease("tok-b"), is_dead=lambda _: True, batch=Batch())
+    )
+    until(waiting_on_a_lock(postgres_url), "the takeover to wait for the run's row")
+    release.set()
+    owner.join(DEADLINE)
+    taker.join(DEADLINE)
+    assert owner_box["value"].seqs == (1,)
+    assert taker_box["value"].epoch == 2
+    loaded = other.load("r")
+    assert loaded is not None
+    assert list(loaded.nodes) == [("t", ())]
+
+
+def test_racing_deciders_on_many_connections_decide_each_gate_once(
+    pg: PostgresStore, postgres_url: str
+) -> None:
+    """Four deciders race over 20 gates, each on its own connection: one winner per gate."""
+    gates = [f"g{i}" for i in range(20)]
+    pg.create_run(run_record("race"), Batch(approvals=[requested(g) for g in gates]))
+    deciders = [open_store(postgres_url) for _ in range(4)]
+    barrier = threading.Barrier(4)
+    outcomes: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def decide(i: int) -> None:
+        for gate in gates:
+            barrier.wait(DEADLINE)
+            try:
+                deciders[i].decide("race", decision(gate, by=f"d{i}"))
+                result = "won"
+            except AlreadyDecidedError:
+                result = "lost"
+            with lock:
+                outcomes.append((gate, result))
+
+    try:
+        threads = [in_thread(lambda i=i: decide(i)) for i in range(4)]
+        for thread, box in threads:
+            thread.join(DEADLINE)
+            assert "error" not in box, box.get("error")
+    finally:
+        for decider in deciders:
+            decider.close()
+    assert sorted(g for g, r in outcomes if r == "won") == sorted(gates)
+    assert len(outcomes) == 80
+    run = pg.get_run("race")
+    assert run is not None
+    assert run.inbox == 20
+    assert [e.type for e in pg.events()] == ["approval.decided"] * 20
+
+
+# -- LISTEN/NOTIFY -----------------------------------------------------------------------------
+
+
+def test_a_decision_on_a_parked_run_wakes_a_waiting_worker(
+    pg: PostgresStore, other: PostgresStore
+) -> None:
+    """A worker waiting on the hint wakes when another connection decides a parked run."""
+    pg.create_run(run_record("r", lease=lease()), Batch(approvals=[requested("g")]))
+    pg.commit("r", Batch(run={"status": "waiting-approval"}, release_lease=True), token=None)
+    assert other.wait_for_news(0.0) is False  # starts listening; nothing new yet
+    pg.decide("r", decision("g"))
+    assert other.wait_for_news(DEADLINE) is True
+    assert [(d.run.run_id, d.reason) for d in other.due_runs(0.0, 10)] == [("r", "news")]
+
+
+def test_without_a_server_the_wait_falls_back_to_polling() -> None:
+    """When the listener cannot connect, waiting lasts its timeout and says nothing came."""
+    from smithers.store.postgres.events import Listener
+
+    def refuse() -> Any:
+        raise StoreError("no server")
+
+    listener = Listener(refuse)
+    assert listener.wait(0.01) is False
+    listener.close()
+
+
+# -- schema versions -------------------------------------------------------------------------
+
+
+def test_a_database_of_a_newer_schema_is_refused(postgres_cluster: Any) -> None:
+    """A store written by a newer smithers gives one sentence saying to upgrade."""
+    url = postgres_cluster.create_database("newer")
+    migrate_store(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO smithers_schema (version) VALUES (%s)", (SCHEMA_VERSION + 1,))
+    with pytest.raises(
+        StoreError,
+        match=re.escape(
+            f"has schema version {SCHEMA_VERSION + 1}, newer than the {SCHEMA_VERSION} this "
+            "smithers knows; upgrade smithers on this machine."
+        ),
+    ):
+        open_store(url)
+
+
+def test_an_empty_database_is_created_on_first_use_and_migrate_is_idempotent(
+    postgres_cluster: Any,
+) -> None:
+    """First use creates the tables; `migrate_store` then has nothing to do."""
+    url = postgres_cluster.create_database("fresh")
+    with pytest.raises(StoreError, match="holds no smithers store; start a run there first"):
+        open_store(url, readonly=True)
+    open_store(url).close()
+    assert migrate_store(url) == (SCHEMA_VERSION, SCHEMA_VERSION)
+
+
+def test_an_older_schema_asks_for_an_explicit_migration_which_adds_a_table(
+    postgres_cluster: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A smithers with one more migration refuses a database at the older version until
+    `migrate_store` applies it (here: a new table), then opens it."""
+    import smithers.store.postgres as package
+    import smithers.store.postgres.schema as schema
+
+    url = postgres_cluster.create_database("older")
+    migrate_store(url)
+    newer = (*schema.MIGRATIONS, ["CREATE TABLE smithers_tokens (name text PRIMARY KEY)"])
+    monkeypatch.setattr(schema, "MIGRATIONS", newer)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", len(newer))
+    monkeypatch.setattr(package, "SCHEMA_VERSION", len(newer))
+    with pytest.raises(
+        StoreError,
+        match=re.escape(
+            f"has schema version {len(newer) - 1}, older than the {len(newer)} this smithers "
+            "needs; run `smithers store migrate` once, then try again."
+        ),
+    ):
+        open_store(url)
+    assert migrate_store(url) == (len(newer) - 1, len(newer))
+    open_store(url).close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM smithers_tokens").fetchone() == (0,)
+
+
+# -- lost connections ------------------------------------------------------------------------
+
+
+def test_a_connection_the_server_dropped_while_idle_is_replaced(
+    pg: PostgresStore, postgres_url: str
+) -> None:
+    """After the server ends every idle connection (a restart), the next call just works."""
+    pg.create_run(run_record("r"), Batch())
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    assert pg.commit("r", Batch(events=[event("run.resumed")]), token=None).seqs == (1,)
+
+
+def test_a_connection_lost_mid_commit_is_one_sentence_and_writes_nothing(
+    pg: PostgresStore, postgres_url: str
+) -> None:
+    """A commit whose connection dies before COMMIT raises StoreError; nothing landed."""
+    pg.create_run(run_record("r"), Batch())
+
+    def kill_myself() -> None:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND state = 'idle in transaction'"
+            )
+
+    hold_writes(pg, kill_myself)
+    with pytest.raises(StoreError) as raised:
+        pg.commit("r", Batch(nodes=[node("t")], events=[event("x")]), token=None)
+    message = str(raised.value)
+    assert message.startswith("The PostgreSQL store at postgresql://smithers@127.0.0.1:")
+    assert message.endswith(
+        "so nothing of this step was written; check the server, then resume the run."
+    )
+    assert "\n" not in message
+    with open_store(postgres_url) as fresh:
+        loaded = fresh.load("r")
+        assert loaded is not None
+        assert loaded.nodes == {}
+        assert fresh.last_seq() == 0
