@@ -65,11 +65,25 @@ def free_port() -> int:
 class Cluster:
     """A running server: its data directory, port and the URL of a database in it."""
 
-    def __init__(self, root: str, port: int, bindir: str) -> None:
+    def __init__(self, root: str, port: int, bindir: str, options: tuple[str, ...]) -> None:
         self.root = root
         self.port = port
         self.bindir = bindir
+        self.options = options
         self.data = os.path.join(root, "data")
+
+    def start(self) -> None:
+        """Start the server (again) on its port, waiting until it accepts connections."""
+        listen = ("-c", "listen_addresses=127.0.0.1")
+        server = " ".join(["-p", str(self.port), "-k", self.root, *listen, *self.options])
+        log = os.path.join(self.root, "server.log")
+        self.run("pg_ctl", "-D", self.data, "-l", log, "-o", server, "-w", "-t", "60", "start")
+
+    def stop(self) -> None:
+        """Stop the server at once, as a crash or a pulled cable would (clients see it gone)."""
+        if not os.path.exists(os.path.join(self.data, "postmaster.pid")):
+            return  # already stopped
+        self.run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
 
     def url(self, database: str = "postgres") -> str:
         """The URL of ``database`` (trust authentication: no password)."""
@@ -110,7 +124,7 @@ def cluster(*options: str) -> Iterator[Cluster]:
     if os.geteuid() == 0:
         entry = pwd.getpwnam("postgres")
         os.chown(root, entry.pw_uid, entry.pw_gid)
-    found = Cluster(root, free_port(), bindir)
+    found = Cluster(root, free_port(), bindir, options)
     try:
         found.run(
             "initdb",
@@ -124,14 +138,10 @@ def cluster(*options: str) -> Iterator[Cluster]:
             "--no-sync",
             "--no-instructions",
         )
-        server = " ".join(
-            ["-p", str(found.port), "-k", root, "-c", "listen_addresses=127.0.0.1", *options]
-        )
-        log = os.path.join(root, "server.log")
-        found.run("pg_ctl", "-D", found.data, "-l", log, "-o", server, "-w", "-t", "60", "start")
+        found.start()
         try:
             yield found
         finally:
-            found.run("pg_ctl", "-D", found.data, "-m", "immediate", "-w", "stop")
+            found.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -44,7 +44,9 @@ __all__ = [
     "Store",
     "default_store_path",
     "memory_store",
+    "migrate_store",
     "open_store",
+    "redacted",
 ]
 
 
@@ -75,7 +77,7 @@ def open_store(
     location = location or default_store_path()[0]
     scheme, sep, _ = location.partition("://")
     if sep and scheme.isidentifier():
-        shown = _redacted(location)
+        shown = redacted(location)
         if scheme in ("postgresql", "postgres"):
             if readonly:
                 create = False
@@ -87,6 +89,33 @@ def open_store(
     from smithers.store.kv.lmdb_kv import open_lmdb_store
 
     return open_lmdb_store(location, create=create, readonly=readonly)
+
+
+def migrate_store(location: str) -> tuple[int, int] | None:
+    """Create or migrate the tables of the PostgreSQL store at ``location`` to this
+    smithers's schema version (``smithers store migrate``).
+
+    Args:
+        location: A ``postgresql://`` URL, or an LMDB directory (which needs no migration).
+
+    Returns:
+        The schema version before and after, or None for an LMDB store.
+
+    Raises:
+        StoreError: When the server cannot be reached, the driver is missing, or the
+            database's schema is newer than this smithers knows.
+    """
+    scheme, sep, _ = location.partition("://")
+    if not (sep and scheme in ("postgresql", "postgres")):
+        return None
+    try:
+        from smithers.store.postgres import migrate_store as migrate_postgres
+    except ImportError:
+        raise StoreError(
+            f"The store location {redacted(location)} names a PostgreSQL store, but its driver "
+            "is not installed; run `pip install 'smithers[postgres]'`."
+        ) from None
+    return migrate_postgres(location)
 
 
 def _open_postgres(url: str, shown: str, *, create: bool) -> PostgresStore:
@@ -101,7 +130,7 @@ def _open_postgres(url: str, shown: str, *, create: bool) -> PostgresStore:
     return open_postgres_store(url, create=create)
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
     """``url`` with any password replaced by ``***`` (messages are shown and logged)."""
     head, at, tail = url.rpartition("@")
     if not at:

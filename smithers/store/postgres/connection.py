@@ -52,7 +52,7 @@ class Pool:
         self._lock = threading.Lock()
         self._closed = False
 
-    def connect(self) -> psycopg.Connection[Any]:
+    def connect(self, *, writing: bool = False) -> psycopg.Connection[Any]:
         """A new autocommit connection.
 
         Raises:
@@ -61,18 +61,24 @@ class Pool:
         try:
             return psycopg.connect(self.url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT)
         except psycopg.Error as exc:
+            if writing:
+                raise StoreError(
+                    f"The PostgreSQL store at {self.where} could not be reached "
+                    f"({_reason(exc)}), so nothing of this step was written; check the "
+                    "server, then resume the run."
+                ) from None
             raise StoreError(
                 f"The PostgreSQL store at {self.where} could not be reached ({_reason(exc)}); "
                 "check that the server runs and the URL is right, then try again."
             ) from None
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+    def connection(self, *, writing: bool = False) -> Iterator[psycopg.Connection[Any]]:
         """Lend a connection; a broken one is dropped instead of going back to the pool."""
         with self._lock:
             conn = self._idle.pop() if self._idle else None
         if conn is None:
-            conn = self.connect()
+            conn = self.connect(writing=writing)
         try:
             yield conn
         finally:
@@ -95,7 +101,7 @@ class Pool:
         begin = "BEGIN" if write else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
         for retry in (True, False):
             try:
-                with self.connection() as conn, conn.cursor() as cursor:
+                with self.connection(writing=write) as conn, conn.cursor() as cursor:
                     try:
                         cursor.execute(begin)
                     except psycopg.OperationalError:
