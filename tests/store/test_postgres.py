@@ -410,3 +410,65 @@ def test_a_connection_lost_mid_commit_is_one_sentence_and_writes_nothing(
         assert loaded is not None
         assert loaded.nodes == {}
         assert fresh.last_seq() == 0
+
+
+# -- workers claiming ------------------------------------------------------------------------
+
+
+def parked_with_news(store: PostgresStore, run_id: str) -> None:
+    """A parked run whose gate was just decided: news for a worker."""
+    store.create_run(run_record(run_id, lease=lease()), Batch(approvals=[requested("g")]))
+    store.commit(run_id, Batch(run={"status": "waiting-approval"}, release_lease=True), token=None)
+    store.decide(run_id, decision("g"))
+
+
+def test_workers_claim_different_runs_until_the_claim_lapses(
+    pg: PostgresStore, other: PostgresStore
+) -> None:
+    """Two workers claiming at once split the due runs; a claim hides a run for hold_for."""
+    for i in range(6):
+        parked_with_news(pg, f"r{i}")
+    first = pg.claim_due_runs(100.0, 4, hold_for=30.0)
+    second = other.claim_due_runs(100.0, 4, hold_for=30.0)
+    assert [d.run.run_id for d in first] == ["r0", "r1", "r2", "r3"]
+    assert [(d.run.run_id, d.reason) for d in second] == [("r4", "news"), ("r5", "news")]
+    assert other.claim_due_runs(129.0, 10) == []
+    assert len(pg.due_runs(100.0, 10)) == 6  # claims hide nothing from the plain question
+    assert [d.run.run_id for d in other.claim_due_runs(130.0, 10)] == [f"r{i}" for i in range(6)]
+
+
+def test_a_claim_skips_a_run_locked_by_a_commit_in_flight(
+    pg: PostgresStore, other: PostgresStore
+) -> None:
+    """A run whose row a transaction holds is skipped (SKIP LOCKED), not waited for."""
+    parked_with_news(pg, "busy")
+    parked_with_news(pg, "free")
+    release = threading.Event()
+    holding = threading.Event()
+
+    def stall() -> None:
+        holding.set()
+        assert release.wait(DEADLINE)
+
+    hold_writes(pg, stall)
+    writer, box = in_thread(lambda: pg.commit("busy", Batch(nodes=[node("t")]), token=None))
+    assert holding.wait(DEADLINE)
+    try:
+        claimed = other.claim_due_runs(0.0, 10)
+    finally:
+        release.set()
+        writer.join(DEADLINE)
+    assert [(d.run.run_id, d.reason) for d in claimed] == [("free", "news")]
+    assert box["value"].applied
+
+
+def test_a_claim_takes_dead_owners_by_silence_or_by_judgement(pg: PostgresStore) -> None:
+    """Leased runs are claimed when their heartbeat is too old, or when is_dead says so."""
+    pg.create_run(run_record("silent", lease=lease("ta")), Batch())
+    pg.create_run(run_record("judged", lease=lease("tb")), Batch())
+    assert [d.run.run_id for d in pg.claim_due_runs(5.0, 10)] == []
+    assert [d.run.run_id for d in pg.claim_due_runs(20.0, 10)] == ["silent", "judged"]
+    assert [
+        (d.run.run_id, d.reason)
+        for d in pg.claim_due_runs(60.0, 10, is_dead=lambda owner: owner.token == "tb")
+    ] == [("judged", "owner-dead")]

@@ -27,6 +27,7 @@ from smithers.store.base import (
 )
 from smithers.store.kv.keys import MAX_KEY
 from smithers.store.postgres import reads
+from smithers.store.postgres.claims import claim_due_runs
 from smithers.store.postgres.connection import Pool
 from smithers.store.postgres.events import Listener
 from smithers.store.postgres.rows import (
@@ -149,6 +150,40 @@ class PostgresStore:
             if is_dead is None or is_dead(run.lease):
                 found.append(DueRun(run, "owner-dead"))
         return found
+
+    def claim_due_runs(
+        self,
+        now: float,
+        limit: int,
+        *,
+        hold_for: float = 30.0,
+        is_dead: Callable[[Lease], bool] | None = None,
+        dead_after: float = DEAD_AFTER,
+    ) -> list[DueRun]:
+        """Like `due_runs`, but claim the runs so that other workers skip them for a while.
+
+        For many workers on one database: each call takes different runs (``FOR UPDATE SKIP
+        LOCKED``, then a claim that hides them for ``hold_for`` seconds). A claim is not a
+        lease: the resume that follows takes the lease with `acquire` as usual.
+
+        Args:
+            now: The current time, epoch seconds.
+            limit: The most runs to claim.
+            hold_for: Seconds other workers' claims skip these runs.
+            is_dead: Judges leased runs' owners (in the transaction); by default, silence
+                for ``dead_after`` seconds.
+            dead_after: Seconds of silence after which an owner counts as dead by default.
+
+        Returns:
+            The claimed runs with the reason each is due.
+        """
+        if limit <= 0:
+            return []
+        return self._write(
+            lambda cur: claim_due_runs(
+                cur, now, limit, hold_for=hold_for, is_dead=is_dead, dead_after=dead_after
+            )
+        )
 
     def wait_for_news(self, timeout: float) -> bool:
         """Block until a commit anywhere may have made a run due, or ``timeout`` passes.
