@@ -392,8 +392,7 @@ def test_a_connection_lost_mid_commit_is_one_sentence_and_writes_nothing(
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                "AND state = 'idle in transaction'"
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
 
     hold_writes(pg, kill_myself)

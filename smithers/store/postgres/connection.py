@@ -109,8 +109,16 @@ class Pool:
                             continue
                         raise
                     try:
-                        result = fn(cursor)
-                        cursor.execute("COMMIT")
+                        if write:
+                            # Pipelined: statements go out without waiting for each answer;
+                            # only a read of a result (the run's row, the event counter)
+                            # waits, so a commit takes a few round trips, not one per row.
+                            with conn.pipeline():
+                                result = fn(cursor)
+                                cursor.execute("COMMIT")
+                        else:
+                            result = fn(cursor)
+                            cursor.execute("COMMIT")
                     except BaseException:
                         if not conn.broken and not conn.closed:
                             cursor.execute("ROLLBACK")

@@ -60,7 +60,7 @@ _INSERT_FRAME = """INSERT INTO smithers_frames (digest, data) VALUES (%s, %s)
 _UPDATE_RUN = """UPDATE smithers_runs SET status = %s, epoch = %s, inbox = %s,
     lease_token = %s, heartbeat = %s, wake_at = %s, has_news = %s, updated_at = %s,
     record = %s::json
-    WHERE key = %s AND epoch = %s"""
+    WHERE key = %s"""
 
 
 def decode_run(record: str) -> RunRecord:
@@ -69,7 +69,7 @@ def decode_run(record: str) -> RunRecord:
 
 
 def run_columns(run: RunRecord, has_news: bool) -> tuple[Any, ...]:
-    """The derived columns of a run row, in `_UPDATE_RUN`'s order (key and epoch check last)."""
+    """The derived columns of a run row, in `_UPDATE_RUN`'s order (the key comes last)."""
     lease = run.lease
     return (
         run.status,
@@ -197,9 +197,9 @@ def apply_batch(
         cursor.execute(_INSERT_FRAME, frame)
     if new_run is not run:
         news = news_after(run, new_run, had_news)
-        cursor.execute(_UPDATE_RUN, (*run_columns(new_run, news), key, run.epoch))
-        if cursor.rowcount != 1:  # the row is locked: only a bug elsewhere could get here
-            raise AssertionError(f"run {run.run_id} changed epoch under its row lock")
+        # The caller locked the row and checked the lease token under that lock: that is
+        # the fence, and it holds until COMMIT.
+        cursor.execute(_UPDATE_RUN, (*run_columns(new_run, news), key))
         if _wakes_a_worker(run, new_run, news and not had_news):
             cursor.execute("SELECT pg_notify('smithers_wake', %s)", (run.run_id,))
     seqs = append_events(cursor, key, run.run_id, batch.events)
