@@ -54,3 +54,17 @@ def test_a_run_parks_and_is_approved_on_postgresql(
     assert done.code == 0, done
     runs = invoke("--json", "runs", env=env).json()
     assert [(r["run_id"], r["status"]) for r in runs] == [("d1", "finished")]
+
+
+def test_printed_commands_never_carry_the_password(
+    postgres_cluster: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A parked run's approve command names the store with its password as ***."""
+    url = postgres_cluster.create_database("cli_secret")
+    with_password = url.replace("smithers@", "smithers:s3cret@")
+    monkeypatch.chdir(tmp_path)
+    parked = invoke("--store", with_password, "run", str(EXAMPLES / "deploy.py"), "--run-id", "d")
+    assert parked.code == 3, parked
+    assert "s3cret" not in parked.out + parked.err
+    shown = with_password.replace("s3cret", "***")
+    assert f"smithers approve d --node approve-deploy --store '{shown}'" in parked.out
