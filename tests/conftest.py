@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from smithers.store import KVStore, Store, memory_store, open_store
-from tests.postgres_cluster import FAST, Cluster, cluster, missing_reason
+from tests.postgres_cluster import FAST, Cluster, cluster, empty_store, missing_reason
 
 settings.register_profile(
     "ci",
@@ -36,15 +36,6 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SMITHERS_ACTOR", raising=False)
 
 
-# Child tables first (they reference runs), then the counters back to zero.
-_EMPTY_POSTGRES = """
-DELETE FROM smithers_events; DELETE FROM smithers_nodes; DELETE FROM smithers_groups;
-DELETE FROM smithers_attempts; DELETE FROM smithers_outputs; DELETE FROM smithers_approvals;
-DELETE FROM smithers_signals; DELETE FROM smithers_frames; DELETE FROM smithers_runs;
-UPDATE smithers_counters SET value = 0;
-"""
-
-
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[Cluster]:
     """A PostgreSQL server for the session (skipped without the binaries, failed under CI)."""
@@ -68,15 +59,12 @@ def postgres_url(postgres_cluster: Cluster) -> str:
 @pytest.fixture
 def postgres_store(postgres_url: str) -> Iterator[Store]:
     """A PostgreSQL store, emptied after the test."""
-    import psycopg
-
     opened = open_store(postgres_url)
     try:
         yield opened
     finally:
         opened.close()
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(_EMPTY_POSTGRES)
+        empty_store(postgres_url)
 
 
 @pytest.fixture(params=["memory", "lmdb", "postgres"])
