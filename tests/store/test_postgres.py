@@ -471,3 +471,17 @@ def test_a_claim_takes_dead_owners_by_silence_or_by_judgement(pg: PostgresStore)
         (d.run.run_id, d.reason)
         for d in pg.claim_due_runs(60.0, 10, is_dead=lambda owner: owner.token == "tb")
     ] == [("judged", "owner-dead")]
+
+
+def test_a_failed_statement_leaves_the_pooled_connection_usable(pg: PostgresStore) -> None:
+    """A statement the server cancels (a statement timeout) is a StoreError, and the same
+    pooled connection serves the next call (its transaction was rolled back)."""
+    pg.create_run(run_record("r"), Batch())
+
+    def slow(cursor: Any) -> None:
+        cursor.execute("SET LOCAL statement_timeout = '10ms'")
+        cursor.execute("SELECT pg_sleep(1)")
+
+    with pytest.raises(StoreError, match="canceling statement due to statement timeout"):
+        pg._pool.run(slow, write=False)
+    assert pg.commit("r", Batch(events=[event("run.resumed")]), token=None).seqs == (1,)

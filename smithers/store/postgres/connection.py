@@ -91,39 +91,39 @@ class Pool:
     def run(self, fn: Callable[[psycopg.Cursor[Any]], T], *, write: bool) -> T:
         """Run ``fn`` in one transaction (a read-only snapshot unless ``write``) and commit.
 
-        A pooled connection the server dropped while idle (a restart) is replaced once,
-        before anything was sent on it.
+        When the connection breaks before COMMIT was sent (a pooled connection the server
+        dropped while idle, a restart), the server has discarded the transaction, so it is
+        run once more on a new connection.
 
         Raises:
             StoreError: When the server fails or the connection is lost; nothing of the
                 transaction was written.
         """
-        begin = "BEGIN" if write else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
         for retry in (True, False):
             try:
                 with self.connection(writing=write) as conn, conn.cursor() as cursor:
-                    try:
-                        cursor.execute(begin)
-                    except psycopg.OperationalError:
-                        if retry and conn.broken:
-                            continue
-                        raise
+                    committing = False
                     try:
                         if write:
                             # Pipelined: statements go out without waiting for each answer;
                             # only a read of a result (the run's row, the event counter)
                             # waits, so a commit takes a few round trips, not one per row.
                             with conn.pipeline():
+                                cursor.execute("BEGIN")
                                 result = fn(cursor)
+                                committing = True
                                 cursor.execute("COMMIT")
                         else:
+                            cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                             result = fn(cursor)
                             cursor.execute("COMMIT")
-                    except BaseException:
+                        return result
+                    except BaseException as exc:
                         if not conn.broken and not conn.closed:
                             cursor.execute("ROLLBACK")
+                        elif retry and not committing and isinstance(exc, psycopg.Error):
+                            continue
                         raise
-                    return result
             except psycopg.Error as exc:
                 raise self.fault(exc, writing=write) from None
         raise AssertionError("unreachable: the second try returns or raises")
