@@ -485,3 +485,59 @@ def test_a_failed_statement_leaves_the_pooled_connection_usable(pg: PostgresStor
     with pytest.raises(StoreError, match="canceling statement due to statement timeout"):
         pg._pool.run(slow, write=False)
     assert pg.commit("r", Batch(events=[event("run.resumed")]), token=None).seqs == (1,)
+
+
+# -- indexes -----------------------------------------------------------------------------------
+
+
+class _Recording:
+    """A cursor that remembers each statement it runs (and runs it)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.statements: list[tuple[str, Any]] = []
+
+    def execute(self, query: str, params: Any = None) -> Any:
+        self.statements.append((query, params))
+        return self.inner.execute(query, params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_the_workers_questions_are_answered_by_their_indexes(pg: PostgresStore) -> None:
+    """With sequential scans off, every query of due_runs, claims, the inbox and one run's
+    events is planned on its own index (so none of them needs a scan of all runs)."""
+    from smithers.store.postgres import reads
+    from smithers.store.postgres.claims import claim_due_runs
+
+    pg.create_run(run_record("r", lease=lease()), Batch(approvals=[requested("g")]))
+
+    def plans(cursor: Any) -> list[str]:
+        recorder = _Recording(cursor)
+        reads.due_runs(recorder, 50.0, 10, None, 10.0)
+        reads.requested_gates(recorder)
+        reads.events(recorder, 0, "r", None)
+        claim_due_runs(recorder, 50.0, 10, hold_for=1.0, is_dead=None, dead_after=10.0)
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        found = []
+        for query, params in recorder.statements:
+            if query.lstrip().startswith("SELECT"):
+                cursor.execute("EXPLAIN " + query, params)
+                found.append(" ".join(row[0] for row in cursor.fetchall()))
+        return found
+
+    found = pg._pool.run(plans, write=True)
+    names = [
+        "smithers_runs_news",
+        "smithers_runs_wake",
+        "smithers_runs_leases",
+        "smithers_approvals_requested",
+        "smithers_events_by_run",
+        "smithers_runs_news",
+        "smithers_runs_wake",
+        "smithers_runs_leases",
+    ]
+    assert len(found) == len(names)
+    for plan, name in zip(found, names, strict=True):
+        assert name in plan, plan
