@@ -338,6 +338,24 @@ def test_an_empty_database_is_created_on_first_use_and_migrate_is_idempotent(
     assert migrate_store(url) == (SCHEMA_VERSION, SCHEMA_VERSION)
 
 
+def test_workers_opening_a_new_database_at_once_create_it_once(postgres_cluster: Any) -> None:
+    """Six processes' first use at the same moment: every open succeeds, one migration ran."""
+    url = postgres_cluster.create_database("stampede")
+    barrier = threading.Barrier(6)
+
+    def first_use() -> None:
+        barrier.wait(DEADLINE)
+        open_store(url).close()
+
+    threads = [in_thread(first_use) for _ in range(6)]
+    for thread, box in threads:
+        thread.join(DEADLINE)
+        assert "error" not in box, box.get("error")
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT version FROM smithers_schema").fetchall()
+    assert rows == [(SCHEMA_VERSION,)]
+
+
 def test_an_older_schema_asks_for_an_explicit_migration_which_adds_a_table(
     postgres_cluster: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
