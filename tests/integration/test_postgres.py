@@ -12,7 +12,6 @@ import pytest
 
 from smithers.store import Batch, open_store
 from tests.integration.helpers import (
-    TASK_KIT,
     bodies,
     finish,
     hold,
@@ -138,6 +137,3 @@ def test_a_client_killed_inside_a_transaction_leaves_nothing_and_no_lock(
         assert loaded.run.status == "running"
         assert list(loaded.nodes) == [("n1", ())]
         assert [e.type for e in store.events()] == ["run.started", "node.started"]
-
-
-_ = TASK_KIT  # the chain workflow imports its task kit

@@ -559,3 +559,15 @@ def test_the_workers_questions_are_answered_by_their_indexes(pg: PostgresStore) 
     assert len(found) == len(names)
     for plan, name in zip(found, names, strict=True):
         assert name in plan, plan
+
+
+def test_closing_the_store_ends_a_long_wait_promptly(pg: PostgresStore) -> None:
+    """A worker blocked in a 30 s wait returns soon after the store is closed."""
+    assert pg.wait_for_news(0.0) is False
+    waiter, box = in_thread(lambda: pg.wait_for_news(DEADLINE))
+    until(lambda: pg._listener._lock.locked(), "the waiter to be listening")
+    started = time.monotonic()
+    pg._listener.close()
+    waiter.join(DEADLINE)
+    assert box["value"] is False
+    assert time.monotonic() - started < DEADLINE / 2

@@ -14,6 +14,7 @@ insert of the events and the commit.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import msgspec
@@ -24,6 +25,7 @@ from smithers.store.records import EventRecord, NewEvent
 __all__ = ["CHANNEL", "Listener", "append_events", "event_from_row"]
 
 CHANNEL = "smithers_wake"
+_SLICE = 0.25  # seconds: how long a waiter may keep `Listener.close` waiting
 _JSON = msgspec.json.Encoder()
 _DATA = msgspec.json.Decoder(dict[str, Any])
 
@@ -96,17 +98,21 @@ class Listener:
         When the server cannot be reached the wait simply lasts ``timeout`` (the caller
         polls anyway), and listening starts again at the next call.
         """
+        deadline = time.monotonic() + timeout
         with self._lock:
             try:
                 if self._conn is None or self._conn.closed or self._conn.broken:
                     self._conn = self._connect()
                     self._conn.execute(f"LISTEN {CHANNEL}")
-                for _ in self._conn.notifies(timeout=timeout, stop_after=1):
-                    return True
-                return False
+                while True:  # in slices, so that `close` never waits long for a waiter
+                    left = max(0.0, deadline - time.monotonic())
+                    for _ in self._conn.notifies(timeout=min(left, _SLICE), stop_after=1):
+                        return True
+                    if left <= _SLICE or self._closed.is_set():
+                        return False
             except Exception:  # the hint is lost, not the work: fall back to polling
                 self._drop()
-        self._closed.wait(timeout)
+        self._closed.wait(max(0.0, deadline - time.monotonic()))
         return False
 
     def _drop(self) -> None:
