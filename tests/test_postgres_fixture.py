@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ONE_TEST = "tests/store/test_postgres.py::test_a_database_of_a_newer_schema_is_refused"
+ONE_TEST = "tests/store/test_postgres_admin.py::test_a_database_of_a_newer_schema_is_refused"
 
 
 def pytest_without_binaries(*, ci: bool) -> subprocess.CompletedProcess[str]:
