@@ -155,13 +155,17 @@ def test_a_takeover_waits_for_the_owners_commit_in_flight(
     commit lands whole, then the lease moves (fencing never splits a transaction)."""
     pg.create_run(run_record("r", lease=lease("tok-a", epoch=1), epoch=1), Batch())
     release = threading.Event()
-    hold_writes(pg, lambda: release.wait(DEADLINE) and None)
+    holding = threading.Event()
+
+    def stall() -> None:
+        holding.set()  # the owner's transaction holds the run's row from here to COMMIT
+        assert release.wait(DEADLINE)
+
+    hold_writes(pg, stall)
     owner, owner_box = in_thread(
         lambda: pg.commit("r", Batch(nodes=[node("t")], events=[event("x")]), token="tok-a")
     )
-    until(
-        lambda: other.get_run("r") is not None and owner.is_alive(), "the owner's commit to start"
-    )
+    assert holding.wait(DEADLINE)
     taker, taker_box = in_thread(
         lambda: other.acquire("r", lease("tok-b"), is_dead=lambda _: True, batch=Batch())
     )
