@@ -1,4 +1,5 @@
-"""Shared fixtures: stores of both kinds, and hypothesis profiles sized for CI."""
+"""Shared fixtures: stores of every kind (a throwaway PostgreSQL server among them), and
+hypothesis profiles sized for CI."""
 
 from __future__ import annotations
 
