@@ -1,4 +1,5 @@
-"""Shared fixtures: stores of both kinds, and hypothesis profiles sized for CI."""
+"""Shared fixtures: stores of every kind (a throwaway PostgreSQL server among them), and
+hypothesis profiles sized for CI."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from smithers.store import KVStore, Store, memory_store, open_store
+from tests.postgres_cluster import FAST, Cluster, cluster, empty_store, missing_reason
 
 settings.register_profile(
     "ci",
@@ -35,9 +37,44 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SMITHERS_ACTOR", raising=False)
 
 
-@pytest.fixture(params=["memory", "lmdb"])
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Cluster]:
+    """A PostgreSQL server for the session (skipped without the binaries, failed under CI)."""
+    reason = missing_reason()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs the PostgreSQL tests to run, but {reason}.")
+        pytest.skip(f"PostgreSQL tests skipped: {reason}")
+    with cluster(*FAST) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_cluster: Cluster) -> str:
+    """The URL of a database holding the smithers tables, shared by the session's tests."""
+    url = postgres_cluster.create_database("smithers_test")
+    open_store(url).close()  # first use creates the tables
+    return url
+
+
+@pytest.fixture
+def postgres_store(postgres_url: str) -> Iterator[Store]:
+    """A PostgreSQL store, emptied after the test."""
+    opened = open_store(postgres_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+        empty_store(postgres_url)
+
+
+@pytest.fixture(params=["memory", "lmdb", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Store]:
-    """Each backend in turn, seen only as a `Store`: in memory, and LMDB in a temp directory."""
+    """Each backend in turn, seen only as a `Store`: in memory, LMDB in a temp directory, and
+    PostgreSQL in the session's server."""
+    if request.param == "postgres":
+        yield request.getfixturevalue("postgres_store")
+        return
     if request.param == "memory":
         opened = memory_store()
     else:

@@ -31,6 +31,7 @@ ALLOWED: dict[str, frozenset[str]] = {
 # Third-party modules only some files may import (glob over the path inside the package).
 RESTRICTED = {
     "lmdb": "store/kv/lmdb*.py",
+    "psycopg": "store/postgres/*.py",
     "click": "cli/*.py",
     "starlette": "service/*.py",
     "uvicorn": "service/*.py",

@@ -1,10 +1,10 @@
 """The ``smithers`` command line (click): the only package that prints or exits.
 
 One module per command family (`execute`: run/resume; `decide`: approve/deny/signal/cancel;
-`inspect`: status/runs/approvals/events/output/graph); each command parses its input, calls
-one runtime use case and prints its document. Exit codes: 0 done, 1 run failed, 2 cancelled,
-3 waiting (approval or signal), 4 user error, 130 interrupted. Every error is one
-``Error: ...`` line on stderr.
+`inspect`: status/runs/approvals/events/output/graph; `store`: store migrate); each command
+parses its input, calls one runtime use case and prints its document. Exit codes: 0 done, 1
+run failed, 2 cancelled, 3 waiting (approval or signal), 4 user error, 130 interrupted. Every
+error is one ``Error: ...`` line on stderr.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import click
 
-from smithers.cli import decide, execute, group, inspect
+from smithers.cli import decide, execute, group, inspect, store
 from smithers.cli.options import (
     EXIT,
     INTERRUPTED,
@@ -39,7 +39,7 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(Settings)
 
 
-for _module in (execute, decide, inspect, group):
+for _module in (execute, decide, inspect, group, store):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -88,9 +88,12 @@ class Settings:
         return self.open(readonly=True)
 
     def store_flag(self) -> str:
-        """`` --store PATH`` for commands printed for other people, or ``""``."""
+        """`` --store PATH`` for commands printed for other people, or ``""``. A URL's
+        password is shown as ``***``: printed commands never carry a secret."""
+        from smithers.store import redacted
+
         path, by_default = self.store_path()
-        return "" if by_default else f" --store {shlex.quote(path)}"
+        return "" if by_default else f" --store {shlex.quote(redacted(path))}"
 
 
 def settings() -> Settings:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from smithers.errors import StoreError
 from smithers.store.base import (
     Batch,
@@ -23,6 +25,9 @@ from smithers.store.records import (
     SignalRecord,
 )
 
+if TYPE_CHECKING:
+    from smithers.store.postgres import PostgresStore
+
 __all__ = [
     "ApprovalRecord",
     "AttemptRecord",
@@ -39,17 +44,20 @@ __all__ = [
     "Store",
     "default_store_path",
     "memory_store",
+    "migrate_store",
     "open_store",
+    "redacted",
 ]
 
 
 def open_store(
     location: str | None = None, *, create: bool = True, readonly: bool = False
-) -> KVStore:
+) -> KVStore | PostgresStore:
     """Open the store at ``location``, choosing the backend by its form.
 
-    A directory path opens (or makes) an LMDB store. ``postgresql://`` URLs are reserved for
-    the PostgreSQL store (DESIGN §15) and refused until it exists. With no location, the
+    A directory path opens (or makes) an LMDB store; a ``postgresql://`` (or ``postgres://``)
+    URL opens the PostgreSQL store (DESIGN §15; needs ``pip install 'smithers[postgres]'``),
+    creating its tables in an empty database. With no location, the
     default applies: ``$SMITHERS_STORE``, else the nearest ``.smithers/`` walking up from the
     working directory, else ``./.smithers``.
 
@@ -69,22 +77,60 @@ def open_store(
     location = location or default_store_path()[0]
     scheme, sep, _ = location.partition("://")
     if sep and scheme.isidentifier():
-        shown = _redacted(location)
+        shown = redacted(location)
         if scheme in ("postgresql", "postgres"):
-            raise StoreError(
-                f"The store location {shown} names a PostgreSQL store, which this smithers "
-                "cannot open yet; pass --store with a directory for an LMDB store."
-            )
+            if readonly:
+                create = False
+            return _open_postgres(location, shown, create=create)
         raise StoreError(
             f"The store location {shown} uses the unknown scheme `{scheme}://`; pass --store "
-            "with a directory for an LMDB store."
+            "with a directory for an LMDB store, or a postgresql:// URL."
         )
     from smithers.store.kv.lmdb_kv import open_lmdb_store
 
     return open_lmdb_store(location, create=create, readonly=readonly)
 
 
-def _redacted(url: str) -> str:
+def migrate_store(location: str) -> tuple[int, int] | None:
+    """Create or migrate the tables of the PostgreSQL store at ``location`` to this
+    smithers's schema version (``smithers store migrate``).
+
+    Args:
+        location: A ``postgresql://`` URL, or an LMDB directory (which needs no migration).
+
+    Returns:
+        The schema version before and after, or None for an LMDB store.
+
+    Raises:
+        StoreError: When the server cannot be reached, the driver is missing, or the
+            database's schema is newer than this smithers knows.
+    """
+    scheme, sep, _ = location.partition("://")
+    if not (sep and scheme in ("postgresql", "postgres")):
+        return None
+    try:
+        from smithers.store.postgres import migrate_store as migrate_postgres
+    except ImportError:
+        raise StoreError(
+            f"The store location {redacted(location)} names a PostgreSQL store, but its driver "
+            "is not installed; run `pip install 'smithers[postgres]'`."
+        ) from None
+    return migrate_postgres(location)
+
+
+def _open_postgres(url: str, shown: str, *, create: bool) -> PostgresStore:
+    """The PostgreSQL store at ``url``, or a `StoreError` saying how to install its driver."""
+    try:
+        from smithers.store.postgres import open_postgres_store
+    except ImportError:
+        raise StoreError(
+            f"The store location {shown} names a PostgreSQL store, but its driver is not "
+            "installed; run `pip install 'smithers[postgres]'`."
+        ) from None
+    return open_postgres_store(url, create=create)
+
+
+def redacted(url: str) -> str:
     """``url`` with any password replaced by ``***`` (messages are shown and logged)."""
     head, at, tail = url.rpartition("@")
     if not at:

@@ -64,25 +64,29 @@ NODES = ("t0", "t1", "t2", "t3")
 
 @attrs.frozen
 class Bench:
-    """A folder with the chain workflow, a store, and one uninterrupted run `base` in it."""
+    """A folder with the chain workflow, a store (an LMDB directory or a PostgreSQL URL), and
+    one uninterrupted run `base` in it."""
 
     folder: Path
-    store: Path
+    store: Path | str
     base_outputs: dict[str, bytes | None]
 
 
-def outputs_of(store: Path, run_id: str) -> dict[str, bytes | None]:
+def outputs_of(store: Path | str, run_id: str) -> dict[str, bytes | None]:
     """Every node's committed output bytes."""
     with opened(store) as s:
         return {n: s.output(run_id, n, ()) for n in NODES}
 
 
-@pytest.fixture(scope="module")
-def bench(tmp_path_factory: pytest.TempPathFactory) -> Bench:
-    """The workflow, its store, and the outputs of an uninterrupted run to compare against."""
+@pytest.fixture(scope="module", params=["lmdb", "postgres"])
+def bench(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Bench:
+    """The workflow, its store, and the outputs of an uninterrupted run to compare against:
+    once on LMDB, once on PostgreSQL (a database of the session's server)."""
     folder = tmp_path_factory.mktemp("crash")
     write(folder / "chain.py", CHAIN)
-    store = folder / "store"
+    store: Path | str = folder / "store"
+    if request.param == "postgres":
+        store = request.getfixturevalue("postgres_cluster").create_database("crash")
     done = smithers_cli(store, "run", "chain.py", "--run-id", "base", cwd=folder)
     assert done.code == 0, done.err
     base = outputs_of(store, "base")

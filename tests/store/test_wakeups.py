@@ -17,6 +17,7 @@ from smithers.store import Batch, KVStore, Store, memory_store, open_store
 from smithers.store.base import DueRun, is_parked
 from smithers.store.kv.memory import MemoryKV
 from smithers.store.records import TERMINAL_RUN_STATUSES, Lease, RunRecord
+from tests.postgres_cluster import empty_store
 from tests.store.helpers import decision, lease, requested, run_record, signal
 
 T = TypeVar("T")
@@ -273,6 +274,23 @@ def test_due_runs_agrees_with_a_scan_of_every_run(kind: str, ops: Any, now: floa
         store = memory_store() if kind == "memory" else open_store(os.path.join(folder, "s"))
         with store:
             check_against_model(store, ops, now)
+
+
+@given(ops=OPS, now=st.integers(0, 25).map(float))
+def test_due_runs_and_claims_on_postgresql_agree_with_a_scan(
+    postgres_url: str, ops: Any, now: float
+) -> None:
+    """On PostgreSQL the partial indexes give the scan's answer, and a worker's claim takes
+    exactly the runs `due_runs` names."""
+    store = open_store(postgres_url)
+    try:
+        check_against_model(store, ops, now)
+        due = {(d.run.run_id, d.reason) for d in store.due_runs(now, 100)}
+        claimed = store.claim_due_runs(now, 100)  # type: ignore[attr-defined]
+        assert {(d.run.run_id, d.reason) for d in claimed} == due
+    finally:
+        store.close()
+        empty_store(postgres_url)
 
 
 def check_against_model(store: Store, ops: Any, now: float) -> None:

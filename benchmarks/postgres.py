@@ -1,0 +1,126 @@
+"""The PostgreSQL store's figures (DESIGN §10): chain 1,000 per node beside LMDB's, and beside
+one durable single-row commit on the same server.
+
+    python benchmarks/postgres.py                  # starts a throwaway durable server
+    python benchmarks/postgres.py --url URL        # or measures an existing database
+
+The throwaway server runs with PostgreSQL's defaults (fsync and synchronous_commit on) on a
+loopback port, from Debian's binaries, as the ``postgres`` user when run as root. The chain
+also runs once with ``synchronous_commit=off`` for this session only, which shows how much of
+the cost is the WAL flush and how much is round trips and CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import psycopg  # noqa: E402
+from run import _ms, chain, floor_commit, timed_run  # noqa: E402
+
+from tests.postgres_cluster import cluster, missing_reason  # noqa: E402
+
+
+def floor_postgres(url: str, n: int) -> list[float]:
+    """One durable single-row INSERT per transaction (autocommit), on the same connection."""
+    samples = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_floor (k bigint PRIMARY KEY, v bytea)")
+        conn.execute("TRUNCATE bench_floor")
+        for i in range(n):
+            start = time.perf_counter()
+            conn.execute("INSERT INTO bench_floor VALUES (%s, %s)", (i, b"x" * 64))
+            samples.append(time.perf_counter() - start)
+        conn.execute("DROP TABLE bench_floor")
+    return samples
+
+
+def fresh_database(url: str) -> str:
+    """A new database beside the one at ``url`` (each chain starts from an empty store)."""
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--url", help="a database to measure in (default: a throwaway server)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each measurement")
+    args = parser.parse_args()
+    with ExitStack() as stack:
+        url = args.url
+        if url is None:
+            reason = missing_reason()
+            if reason:
+                raise SystemExit(f"cannot start PostgreSQL: {reason}")
+            url = stack.enter_context(cluster()).url()
+        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-pg-"))
+        print(f"PostgreSQL benchmarks ({os.cpu_count()} cpus), {args.rounds} rounds", flush=True)
+        lmdb_floor, lmdb_chain, pg_floor, pg_chain, pg_async = [], [], [], [], []
+        for i in range(args.rounds):
+            lmdb_floor.extend(floor_commit(folder, 300, name=f"floor-{i}"))
+            lmdb_chain.append(timed_run(chain(1000), os.path.join(folder, f"c{i}")) / 1000)
+            pg_floor.extend(floor_postgres(url, 300))
+            pg_chain.append(timed_run(chain(1000), fresh_database(url)) / 1000)
+            relaxed = fresh_database(url) + "?options=-csynchronous_commit%3Doff"
+            pg_async.append(timed_run(chain(1000), relaxed) / 1000)
+        written = _rows_per_node(url)
+        rows = [
+            ("floor: one fsync'd single-put LMDB commit", _ms(lmdb_floor)),
+            ("chain 1,000 per node, LMDB (durable)", _ms(lmdb_chain)),
+            ("floor: one durable single-row PostgreSQL commit", _ms(pg_floor)),
+            ("chain 1,000 per node, PostgreSQL (durable)", _ms(pg_chain)),
+            ("chain 1,000 per node, PostgreSQL, synchronous_commit=off", _ms(pg_async)),
+            ("PostgreSQL rows written and transactions per node", written),
+        ]
+        med = statistics.median
+        rows.append(
+            (
+                "PostgreSQL per node / its floor; / LMDB per node",
+                f"{med(pg_chain) / med(pg_floor):.2f}x; {med(pg_chain) / med(lmdb_chain):.2f}x",
+            )
+        )
+        width = max(len(name) for name, _ in rows)
+        for name, figure in rows:
+            print(f"{name:<{width}}  {figure}")
+
+
+def _rows_per_node(url: str) -> str:
+    """Rows written and transactions committed per node, from the server's own counters
+    around a chain of 200 (reads included: the owner's watcher reads twice a second)."""
+    target = fresh_database(url)
+    with psycopg.connect(target, autocommit=True) as conn:
+
+        def counters() -> tuple[int, int]:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            row = conn.execute(
+                "SELECT xact_commit, tup_inserted + tup_updated FROM pg_stat_database "
+                "WHERE datname = current_database()"
+            ).fetchone()
+            assert row is not None
+            return int(row[0]), int(row[1])
+
+        timed_run(chain(5), target)  # creates the tables
+        time.sleep(0.6)  # the statistics collector reports at most twice a second
+        before = counters()
+        timed_run(chain(200), target)
+        time.sleep(0.6)
+        after = counters()
+    commits, rows = after[0] - before[0], after[1] - before[1]
+    return f"{rows / 200:.1f} rows, {commits / 200:.2f} transactions"
+
+
+if __name__ == "__main__":
+    main()
