@@ -17,6 +17,7 @@ from smithers.compiler.render import encode_input
 from smithers.components.definition import WorkflowDefinition
 from smithers.components.element import is_valid_id
 from smithers.errors import InputError
+from smithers.runtime.committer import committer_for
 from smithers.runtime.engine import Engine
 from smithers.runtime.lease import is_dead, new_lease, now_iso
 from smithers.runtime.loader import Loaded, load_ref, source_hash
@@ -233,7 +234,7 @@ async def start_run(
                 )
             ]
         )
-        opened.create_run(record, batch)
+        await committer_for(opened).create(record, batch)  # grouped when others run
         if on_event is not None:
             for event in opened.events(run_id=rid):
                 on_event(event)
