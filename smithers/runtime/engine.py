@@ -59,6 +59,9 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps):
         installed = self._install_signal_handlers(loop)
         committer = self.committer = committer_for(self.store)
         committer.enter()
+        # The first step goes through the loop: runs gathered beside this one get to start,
+        # and from then on their steps share commits.
+        self._unyielded = _YIELD_EVERY
         try:
             old_graph = self.graph
             self._render()
