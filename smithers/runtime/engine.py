@@ -234,7 +234,12 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps):
     async def _conclude(self) -> bool:
         """Nothing runs: finish, fail, cancel or park. False when there is more to do."""
         assert self.plan is not None or self.failure is not None
-        if self.failure is None and not self.cancelling and self.plan is not None:
+        if (
+            self.failure is None
+            and not self.cancelling
+            and self.plan is not None
+            and not all(self._is_terminal(u) for u in self.plan.units)
+        ):
             self.dirty = set(self.plan.units)  # one full look before giving up on anything
             await self._settle()
             if self.inflight or self.timers or self.retry_ready:

@@ -155,7 +155,10 @@ class Scheduler:
         assert self.plan is not None
         while self.dirty and not self.need_render:
             order = self.plan.order
-            batch = sorted(self.dirty, key=lambda u: order.get(u, -1))
+            if len(self.dirty) == 1:  # the usual step: one dependent became ready
+                batch = list(self.dirty)
+            else:
+                batch = sorted(self.dirty, key=lambda u: order.get(u, -1))
             self.dirty = set()
             for unit in batch:
                 if unit in order and not self.need_render:
@@ -295,6 +298,8 @@ class Scheduler:
     def _freeze(self, unit: str) -> None:
         """A node under a branch started: that branch keeps its side from now on."""
         assert self.plan is not None
+        if not self.plan.has_branches:
+            return
         for group in self.plan.branches(unit):
             mark = (group.path, group.iteration)
             if mark in self.frozen or group.taken is None:
