@@ -270,8 +270,10 @@ async def _drive(
         verify_resume=resumed,
         accept_change=accept_change,
     )
-    await engine.drive()
-    return result_of(store, run_id, engine.graph)
+    state = await engine.drive()
+    # Everything is committed when drive returns: the mirror is what a fresh load would read.
+    assert not state.has_changes()
+    return result_of(store, run_id, engine.graph, state.snapshot())
 
 
 def resume(
