@@ -12,6 +12,7 @@ import pytest
 
 from tests.integration.helpers import (
     HANG_GUARD,
+    ROOT,
     TASK_KIT,
     bodies,
     child_env,
@@ -55,15 +56,31 @@ import sys
 
 import smithers
 from flow import flow
+from smithers.store import open_store
+
+GROUPS = []
 
 
-async def main(store, mode):
+def counted(store):
+    inner = store.commit_many
+
+    def commit_many(items):
+        GROUPS.append(len(items))
+        return inner(items)
+
+    store.commit_many = commit_many
+    return store
+
+
+async def main(path, mode):
+    store = counted(open_store(path))
     if mode == "start":
         calls = [smithers.arun(flow, store=store, run_id=f"g{{i}}") for i in range({RUNS})]
     else:
         calls = [smithers.aresume(f"g{{i}}", store=store, definition=flow) for i in range({RUNS})]
     results = await asyncio.gather(*calls)
     print(" ".join(r.status for r in results))
+    print(max(GROUPS, default=0))
 
 
 asyncio.run(main(sys.argv[1], sys.argv[2]))
@@ -101,10 +118,11 @@ def test_kill9_mid_group_then_resume_all_loses_and_redoes_nothing_committed(
     write(tmp_path / "driver.py", DRIVER)
     store = tmp_path / "store"
     argv = [sys.executable, "driver.py", str(store)]
+    env = child_env(PYTHONPATH=str(ROOT))  # the smithers under test, not an installed one
     proc = subprocess.Popen(
         [*argv, "start"],
         cwd=tmp_path,
-        env=child_env(),
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -121,14 +139,16 @@ def test_kill9_mid_group_then_resume_all_loses_and_redoes_nothing_committed(
     resumed = subprocess.run(
         [*argv, "resume"],
         cwd=tmp_path,
-        env=child_env(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=HANG_GUARD,
         check=False,
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert resumed.stdout.split() == ["finished"] * RUNS
+    statuses, largest_group = resumed.stdout.splitlines()
+    assert statuses.split() == ["finished"] * RUNS
+    assert int(largest_group) > 1  # the resumed runs' steps shared transactions
 
     after = committed(store)
     assert len(after) == RUNS * NODES
