@@ -1,7 +1,8 @@
 """The DESIGN.md §10 figures, each next to its target and a floor measured in the same run.
 
-    python benchmarks/run.py            # everything (about a minute)
-    python benchmarks/run.py --quick    # smaller repeats, no 10,000-run store
+    python benchmarks/run.py            # everything (a few minutes the first time: it builds
+                                        # 1,000- and 100,000-run stores, cached in .work/)
+    python benchmarks/run.py --quick    # smaller repeats, no 10,000-run chain or store
 
 The floor is one fsync'd single-put LMDB commit, opened exactly as the store opens LMDB, in
 the same directory the benchmarks write to. Whole-process figures start a fresh interpreter
@@ -26,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 import lmdb  # noqa: E402  (after the path tweak, so a checkout runs without installing)
 
 import smithers  # noqa: E402
+from benchmarks.scale import growth_rows, many_runs  # noqa: E402
 from smithers import Parallel, Sequence, Task, Workflow  # noqa: E402
 from smithers.store import open_store  # noqa: E402
 from smithers.store.kv.lmdb_kv import _MAP_FLOOR, OPEN_OPTIONS  # noqa: E402
@@ -273,7 +275,7 @@ def main() -> None:
             (
                 "chain 1,000: per-node cost (LMDB, durable)",
                 _ms(samples_1k),
-                "<= 2x floor",
+                "<= 1.5x floor",
                 f"{statistics.median(ratios):.2f}x floor (rounds: "
                 + ", ".join(f"{r:.2f}" for r in ratios)
                 + ")",
@@ -299,6 +301,25 @@ def main() -> None:
                     f"{t10k * 1000:.3f} ms/node",
                 )
             )
+
+        # Many runs at once: the node-completion rate against the single-put commit rate, round
+        # by round (each round measures its own floor first).
+        rates, rate_ratios = [], []
+        for i in range(3 if quick else 5):
+            floor_round = statistics.median(floor_commit(folder, 300, name=f"floor-many-{i}"))
+            took = many_runs(chain(10), os.path.join(folder, f"many-{i}"), 100)
+            rates.append(1000 / took)
+            rate_ratios.append(1000 / took * floor_round)
+        rows.append(
+            (
+                "100 runs x chain 10 under gather, one store: nodes/s",
+                f"{statistics.median(rates):,.0f}/s (min {min(rates):,.0f}, max {max(rates):,.0f})",
+                ">= 2x floor rate",
+                f"{statistics.median(rate_ratios):.2f}x the single-put rate (rounds: "
+                + ", ".join(f"{r:.2f}" for r in rate_ratios)
+                + ")",
+            )
+        )
 
         fan = [
             timed_run(fan_out(), os.path.join(folder, f"fan-{i}")) for i in range(5 if quick else 9)
@@ -342,6 +363,12 @@ def main() -> None:
                 "-",
             )
         )
+
+        def cli(args: list[str]) -> float:
+            return whole_process([sys.executable, "-m", "smithers", *args], cwd=folder, env=env)
+
+        sizes = (1000, 10_000) if quick else (1000, 100_000)
+        rows.extend(growth_rows(base, sizes, 3 if quick else 7, cli))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

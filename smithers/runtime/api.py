@@ -17,6 +17,7 @@ from smithers.compiler.render import encode_input
 from smithers.components.definition import WorkflowDefinition
 from smithers.components.element import is_valid_id
 from smithers.errors import InputError
+from smithers.runtime.committer import committer_for
 from smithers.runtime.engine import Engine
 from smithers.runtime.lease import is_dead, new_lease, now_iso, os_user
 from smithers.runtime.loader import Loaded, load_ref, source_hash
@@ -247,7 +248,7 @@ async def start_run(
                 )
             ]
         )
-        opened.create_run(record, batch)
+        await committer_for(opened).create(record, batch)  # grouped when others run
         if on_event is not None:
             for event in opened.events(run_id=rid):
                 on_event(event)
@@ -283,8 +284,10 @@ async def _drive(
         verify_resume=resumed,
         accept_change=accept_change,
     )
-    await engine.drive()
-    return result_of(store, run_id, engine.graph)
+    state = await engine.drive()
+    # Everything is committed when drive returns: the mirror is what a fresh load would read.
+    assert not state.has_changes()
+    return result_of(store, run_id, engine.graph, state.snapshot())
 
 
 def resume(

@@ -20,6 +20,7 @@ from smithers.compiler.codec import encode_frame
 from smithers.compiler.graph import Graph
 from smithers.errors import LeaseLostError, SmithersError, StoreError
 from smithers.runtime import clock
+from smithers.runtime.committer import committer_for
 from smithers.runtime.executor import Done
 from smithers.runtime.gates import GateSteps
 from smithers.runtime.lease import HEARTBEAT_EVERY, now_iso
@@ -36,6 +37,8 @@ from smithers.store.records import ErrorInfo
 
 __all__ = ["Engine", "EventSink"]
 
+_YIELD_EVERY = 32  # steps at most between trips through the event loop
+
 
 class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps, TimeSteps):
     """Executes one run while holding its lease; `drive` returns when it finishes, fails, is
@@ -51,11 +54,15 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps, TimeSteps):
         """
         loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
-        watcher = threading.Thread(
-            target=self._watch, args=(loop,), name="smithers-watch", daemon=True
-        )
-        watcher.start()
+        # The watcher's first look is due after _WATCH_EVERY anyway: a run that ends sooner
+        # never pays for starting (and joining) a thread.
+        watch_timer = loop.call_later(_WATCH_EVERY, self._start_watcher, loop, clock.monotonic())
         installed = self._install_signal_handlers(loop)
+        committer = self.committer = committer_for(self.store)
+        committer.enter()
+        # The first step goes through the loop: runs gathered beside this one get to start,
+        # and from then on their steps share commits.
+        self._unyielded = _YIELD_EVERY
         try:
             old_graph = self.graph
             self._render()
@@ -67,9 +74,9 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps, TimeSteps):
             self._apply_arrivals()
             self._apply_time()
             while True:
-                self._settle()
+                await self._settle()
                 if not self.inflight and not self.timers and not self.retry_ready:
-                    if self._conclude():
+                    if await self._conclude():
                         return self.state
                     continue
                 for item in await self._next():
@@ -83,15 +90,18 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps, TimeSteps):
             self._release(quietly=True)
             raise
         finally:
+            committer.leave()
+            watch_timer.cancel()
             self._watch_stop.set()
-            watcher.join()
+            if self._watcher is not None:
+                self._watcher.join()
             for sig in installed:
                 loop.remove_signal_handler(sig)
             for timer in self.timers.values():
                 timer.cancel()
             self.pool.shutdown()
 
-    def _settle(self) -> None:
+    async def _settle(self) -> None:
         """Render if needed, examine dirty units, commit, then launch what was started.
 
         Repeats while a commit brought news (a decision, a signal) that changed something.
@@ -107,7 +117,7 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps, TimeSteps):
                 self._examine_dirty()
                 if not self.need_render:
                     break
-            self._commit()
+            await self._acommit()
             self._launch()
             if self.plan is None or not (
                 self.dirty or self.need_render or self.state.has_changes()
@@ -115,11 +125,19 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps, TimeSteps):
                 return
 
     async def _next(self) -> list[Any]:
-        assert self._queue is not None
-        items = [await self._queue.get()]
-        await asyncio.sleep(0)  # let results already handed over by threads join this step
-        while not self._queue.empty():
-            items.append(self._queue.get_nowait())
+        queue = self._queue
+        assert queue is not None
+        if queue.empty() or self._unyielded >= _YIELD_EVERY:
+            items = [await queue.get()]
+            await asyncio.sleep(0)  # let results already handed over by threads join this step
+            self._unyielded = 0
+        else:
+            # Something is already here (a value task's result): take it without a trip
+            # through the loop, but still yield now and then for signals, timers and threads.
+            items = [queue.get_nowait()]
+            self._unyielded += 1
+        while not queue.empty():
+            items.append(queue.get_nowait())
         return items
 
     def _absorb(self, item: Any) -> None:
@@ -218,20 +236,21 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps, TimeSteps):
                 for path, _ in caps.get(attempt.node_id, ()):
                     self.running_in[path] = self.running_in.get(path, 0) + 1
 
-    def _conclude(self) -> bool:
+    async def _conclude(self) -> bool:
         """Nothing runs: finish, fail, cancel or park. False when there is more to do."""
         assert self.plan is not None or self.failure is not None
         if self.failure is None and not self.cancelling and self.plan is not None:
             self._apply_time()
-            self.dirty = set(self.plan.units)  # one full look before giving up on anything
-            self._settle()
-            if self.inflight or self.timers or self.retry_ready:
-                return False
+            if not all(self._is_terminal(u) for u in self.plan.units):
+                self.dirty = set(self.plan.units)  # one full look before giving up on anything
+                await self._settle()
+                if self.inflight or self.timers or self.retry_ready:
+                    return False
         if self.cancelling:
-            self._close("cancelled", reason="cancelled")
+            await self._close("cancelled", reason="cancelled")
             return True
         if self.failure is not None:
-            self._close("failed", reason="run-failed")
+            await self._close("failed", reason="run-failed")
             return True
         assert self.plan is not None and self.graph is not None
         waiting = [
@@ -252,27 +271,27 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps, TimeSteps):
             # The worker finds a parked run through its next wake-up (timer, deadline...).
             self.state.update_run(status=status, updated_at=now_iso(), wake_at=self.next_wake)
             self.state.event("run.waiting", status=status, pending=[n.id for n in waiting])
-            return self._park()
+            return await self._park()
         stuck = [u for u in self.plan.units if not self._is_terminal(u)]
         if not stuck:
             self.state.update_run(status="finished", updated_at=now_iso(), error=None)
             self.state.event("run.finished")
             self._stop_watch()
-            self._commit(release=True)
+            await self._acommit(release=True)
             return True
         self.failure = _unsatisfied(self, stuck)
-        self._close("failed", reason="run-failed")
+        await self._close("failed", reason="run-failed")
         return True
 
-    def _park(self) -> bool:
+    async def _park(self) -> bool:
         self._stop_watch()
-        parked = self._commit(release=True, expect_inbox=self.seen_inbox)
+        parked = await self._acommit(release=True, expect_inbox=self.seen_inbox)
         if not parked:
             self.state.update_run(status="running")
             self._resume_watch()
         return parked
 
-    def _close(self, status: Any, *, reason: str) -> None:
+    async def _close(self, status: Any, *, reason: str) -> None:
         """End the run as failed or cancelled: waiting nodes are cancelled, gates withdrawn."""
         for key, record in list(self.state.nodes.items()):
             if record.state in (
@@ -296,13 +315,20 @@ class Engine(TaskSteps, GateSteps, LoopSteps, RecoverySteps, TimeSteps):
         else:
             self.state.event("run.cancelled")
         self._stop_watch()
-        self._commit(release=True)
+        await self._acommit(release=True)
 
-    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _start_watcher(self, loop: asyncio.AbstractEventLoop, last_beat: float) -> None:
+        self._watcher = threading.Thread(
+            target=self._watch, args=(loop, last_beat), name="smithers-watch", daemon=True
+        )
+        self._watcher.start()
+
+    def _watch(self, loop: asyncio.AbstractEventLoop, last_beat: float) -> None:
         """Heartbeat the lease and notice decisions/signals/cancels from other processes."""
-        last_beat = clock.monotonic()
         posted_wake: float | None = None
-        while not self._watch_stop.wait(_WATCH_EVERY):
+        wait = 0.0  # started _WATCH_EVERY after the drive began: look at once
+        while not self._watch_stop.wait(wait):
+            wait = _WATCH_EVERY
             if self._watch_paused:
                 continue
             try:

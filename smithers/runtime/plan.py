@@ -80,6 +80,11 @@ class Plan:
             parent, index = group.parent, group.index
         return tuple(reversed(found))
 
+    @cached_property
+    def has_branches(self) -> bool:
+        """Whether the graph has any branch group (else no start freezes anything)."""
+        return any(group.kind == "branch" for group in self.graph.groups)
+
     def branches(self, unit: str) -> tuple[Group, ...]:
         """The branch groups around a unit (their sides freeze when it starts)."""
         parent = self._parents[unit][0]

@@ -15,7 +15,7 @@ from smithers.compiler.codec import decode_frame, decode_value
 from smithers.compiler.graph import Graph
 from smithers.components.nodes import ApprovalDecision, ApprovalRequest
 from smithers.store import open_store
-from smithers.store.base import Store, run_not_found
+from smithers.store.base import RunSnapshot, Store, run_not_found
 from smithers.store.records import ErrorInfo, RunRecord, RunStatus
 
 __all__ = [
@@ -90,9 +90,16 @@ def resolve_store(store: Store | str | os.PathLike[str] | None) -> Iterator[Stor
         opened.close()
 
 
-def result_of(store: Store, run_id: str, graph: Graph | None = None) -> RunResult:
-    """Build the `RunResult` of a run from what the store holds."""
-    snapshot = store.load(run_id)
+def result_of(
+    store: Store,
+    run_id: str,
+    graph: Graph | None = None,
+    snapshot: RunSnapshot | None = None,
+) -> RunResult:
+    """Build the `RunResult` of a run from what the store holds (or from ``snapshot``, the
+    committed records an engine that just finished the run holds in memory)."""
+    if snapshot is None:
+        snapshot = store.load(run_id)
     if snapshot is None:
         raise run_not_found(store, run_id)
     run = snapshot.run

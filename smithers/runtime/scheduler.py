@@ -18,12 +18,13 @@ from smithers.compiler.codec import decode_value
 from smithers.compiler.context import Context
 from smithers.compiler.graph import Graph, Node
 from smithers.components.definition import WorkflowDefinition
+from smithers.runtime.committer import Committer
 from smithers.runtime.executor import Attempt, WorkerPool
 from smithers.runtime.lease import now_iso
 from smithers.runtime.plan import Plan
 from smithers.runtime.state import RunState
 from smithers.runtime.view import RunView
-from smithers.store.base import NodeKey, Store
+from smithers.store.base import Batch, CommitResult, NodeKey, Store
 from smithers.store.records import (
     AttemptRecord,
     ErrorInfo,
@@ -93,9 +94,12 @@ class Scheduler:
         self.cancelling = False
         self.seen_inbox = state.run.inbox
         self.pool = WorkerPool()
+        self.committer: Committer | None = None  # set while `drive` runs
         self.last_ctx: Context | None = None
         self._queue: asyncio.Queue[Any] | None = None
+        self._unyielded = 0  # steps taken without a trip through the event loop
         self._watch_stop = threading.Event()
+        self._watcher: threading.Thread | None = None
         self._watch_paused = False
         self.released = False
         # The earliest time something waiting here is due (timer, deadline, reminder).
@@ -105,18 +109,32 @@ class Scheduler:
         assert self._queue is not None
         self._queue.put_nowait(item)
 
-    def _commit(self, *, release: bool = False, expect_inbox: int | None = None) -> bool:
+    def _take(self, release: bool, expect_inbox: int | None) -> Batch | None:
         batch = self.state.take_batch()
         batch.release_lease = release
         batch.expect_inbox = expect_inbox
-        if not batch:
+        return batch if batch else None
+
+    def _commit(self, *, release: bool = False, expect_inbox: int | None = None) -> bool:
+        batch = self._take(release, expect_inbox)
+        if batch is None:
             return True
-        result = self.store.commit(self.run_id, batch, token=self.token)
+        return self._committed(batch, self.store.commit(self.run_id, batch, token=self.token))
+
+    async def _acommit(self, *, release: bool = False, expect_inbox: int | None = None) -> bool:
+        """`_commit` through the loop's group committer (one fsync for many runs' steps)."""
+        batch = self._take(release, expect_inbox)
+        if batch is None:
+            return True
+        assert self.committer is not None
+        return self._committed(batch, await self.committer.commit(self.run_id, batch, self.token))
+
+    def _committed(self, batch: Batch, result: CommitResult) -> bool:
         if not result.applied:  # a park that found news: keep the records, read the news
             self.state.restage(batch)
             self._reload_inbox()
             return False
-        self.released = release
+        self.released = batch.release_lease
         self.state.adopt_run(result.run)
         if self.on_event is not None:
             for seq, event in zip(result.seqs, batch.events, strict=True):
@@ -139,7 +157,10 @@ class Scheduler:
         assert self.plan is not None
         while self.dirty and not self.need_render:
             order = self.plan.order
-            batch = sorted(self.dirty, key=lambda u: order.get(u, -1))
+            if len(self.dirty) == 1:  # the usual step: one dependent became ready
+                batch = list(self.dirty)
+            else:
+                batch = sorted(self.dirty, key=lambda u: order.get(u, -1))
             self.dirty = set()
             for unit in batch:
                 if unit in order and not self.need_render:
@@ -281,6 +302,8 @@ class Scheduler:
     def _freeze(self, unit: str) -> None:
         """A node under a branch started: that branch keeps its side from now on."""
         assert self.plan is not None
+        if not self.plan.has_branches:
+            return
         for group in self.plan.branches(unit):
             mark = (group.path, group.iteration)
             if mark in self.frozen or group.taken is None:

@@ -200,6 +200,12 @@ class RunState:
             self._signals[(delivered.node_id, delivered.iteration)] = delivered
         self._frames.extend(batch.frames)
 
+    def snapshot(self) -> RunSnapshot:
+        """The mirror as a snapshot (what is committed, once nothing is staged)."""
+        return RunSnapshot(
+            self.run, self.nodes, self.groups, self.outputs, self.approvals, self.signals
+        )
+
     def adopt_run(self, run: RunRecord) -> None:
         """Take the run record a commit returned (inbox and lease as stored)."""
         self.run = run

@@ -32,6 +32,8 @@ def run_key(key: int) -> bytes:
 
 def iteration_bytes(iteration: Iteration) -> bytes:
     """An iteration tuple as big-endian u32s (sorts like the tuple)."""
+    if not iteration:
+        return b""
     return struct.pack(f">{len(iteration)}I", *iteration)
 
 

@@ -7,7 +7,7 @@ allocated inside it (``last + 1``), so the log is gap-free and in commit order.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -340,14 +340,14 @@ class KVStore:
             raise run_not_found(self, run_id)
         return found
 
-    def create_run(self, run: RunRecord, batch: Batch) -> RunRecord:
+    def _creator(self, run: RunRecord, batch: Batch) -> Callable[[Txn], RunRecord]:
         raw_id = run.run_id.encode()
-        if not raw_id or len(raw_id) > MAX_KEY:
-            raise InputError(
-                f"Run id {run.run_id[:40]!r} is invalid; a run id takes 1 to {MAX_KEY} bytes."
-            )
 
         def write(txn: Txn) -> RunRecord:
+            if not raw_id or len(raw_id) > MAX_KEY:
+                raise InputError(
+                    f"Run id {run.run_id[:40]!r} is invalid; a run id takes 1 to {MAX_KEY} bytes."
+                )
             if txn.get("run_ids", raw_id) is not None:
                 raise InputError(
                     f"Run id `{run.run_id}` is already taken in this store; pass another "
@@ -367,9 +367,14 @@ class KVStore:
             new_run, _ = self._apply(txn, rk, created, batch)
             return new_run
 
-        return self._write(write)
+        return write
 
-    def commit(self, run_id: str, batch: Batch, *, token: str | None) -> CommitResult:
+    def create_run(self, run: RunRecord, batch: Batch) -> RunRecord:
+        return self._write(self._creator(run, batch))
+
+    def _committer(
+        self, run_id: str, batch: Batch, token: str | None
+    ) -> Callable[[Txn], CommitResult]:
         def write(txn: Txn) -> CommitResult:
             rk, run = self._need_run(txn, run_id)
             check_token(run, token)
@@ -378,7 +383,28 @@ class KVStore:
             new_run, seqs = self._apply(txn, rk, run, batch)
             return CommitResult(applied=True, run=new_run, seqs=seqs)
 
-        return self._write(write)
+        return write
+
+    def commit(self, run_id: str, batch: Batch, *, token: str | None) -> CommitResult:
+        return self._write(self._committer(run_id, batch, token))
+
+    def commit_many(
+        self, items: Sequence[tuple[str | RunRecord, Batch, str | None]]
+    ) -> list[CommitResult | RunRecord | Exception]:
+        """Several runs' commits in one durable transaction (group commit).
+
+        An item ``(run_id, batch, token)`` is checked and applied as `commit` would (its own
+        token, its own ``expect_inbox``); an item ``(run_record, batch, None)`` creates that
+        run as `create_run` would. Each runs in a nested transaction: an item that raises (a
+        lost lease, a taken run id, a record that does not encode) is undone alone and its
+        exception takes its place in the result; the others commit. A store fault fails them
+        all and is raised.
+        """
+        fns: list[Callable[[Txn], CommitResult | RunRecord]] = [
+            self._committer(what, b, t) if isinstance(what, str) else self._creator(what, b)
+            for what, b, t in items
+        ]
+        return self._kv.write_each(fns)
 
     def acquire(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import lmdb
@@ -300,6 +300,36 @@ class LmdbKV:
                     return fn(_LmdbTxn(txn, self._dbs))
             except lmdb.MapFullError:
                 # The whole transaction was aborted; grow and run it again from the start.
+                self._env.set_mapsize(self._env.info()["map_size"] * 2)
+            except lmdb.MapResizedError:
+                self._env.set_mapsize(0)
+            except (lmdb.Error, msgspec.DecodeError) as exc:
+                raise _fault(self._path, exc, writing=True) from None
+
+    def write_each(self, fns: Sequence[Callable[[_LmdbTxn], T]]) -> list[T | Exception]:
+        if self._readonly:
+            raise StoreError(f"The store at {self._path} was opened read-only; nothing written.")
+        env, dbs = self._env, self._dbs
+        while True:
+            try:
+                with env.begin(write=True, buffers=False) as parent:
+                    results: list[T | Exception] = []
+                    for fn in fns:
+                        # A child transaction per function: aborting it undoes that
+                        # function's writes only (LMDB nests without writemap).
+                        child = env.begin(write=True, parent=parent, buffers=False)
+                        try:
+                            results.append(fn(_LmdbTxn(child, dbs)))
+                        except (lmdb.Error, msgspec.DecodeError):
+                            child.abort()
+                            raise
+                        except Exception as exc:
+                            child.abort()
+                            results.append(exc)
+                        else:
+                            child.commit()
+                    return results
+            except lmdb.MapFullError:
                 self._env.set_mapsize(self._env.info()["map_size"] * 2)
             except lmdb.MapResizedError:
                 self._env.set_mapsize(0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 from smithers.store.kv.kvstore import KVStore
@@ -118,6 +118,24 @@ class MemoryKV:
             except BaseException:
                 txn.rollback()
                 raise
+
+    def write_each(self, fns: Sequence[Callable[[_MemoryTxn], T]]) -> list[T | Exception]:
+        with self._lock:
+            results: list[T | Exception] = []
+            done: list[_MemoryTxn] = []
+            for fn in fns:
+                txn = _MemoryTxn(self._tables, writable=True)
+                try:
+                    results.append(fn(txn))
+                except Exception as exc:
+                    txn.rollback()
+                    results.append(exc)
+                except BaseException:
+                    for earlier in reversed([*done, txn]):  # all or nothing, like `write`
+                        earlier.rollback()
+                    raise
+                done.append(txn)
+            return results
 
     def close(self) -> None:
         return None

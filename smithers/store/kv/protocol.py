@@ -6,7 +6,7 @@ it; the LMDB backend and the in-memory backend only move bytes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, TypeVar
 
 __all__ = ["KV", "TABLES", "Txn"]
@@ -80,6 +80,15 @@ class KV(Protocol):
 
         ``fn`` may be re-run from the start (e.g. after the map grows), so it must only
         touch the transaction.
+        """
+
+    def write_each(self, fns: Sequence[Callable[[Txn], T]]) -> list[T | Exception]:
+        """Run each of ``fns`` in its own nested transaction inside ONE durable commit.
+
+        An ``Exception`` from one function undoes that function's writes only and takes its
+        place in the result; the others still commit (group commit: several runs' steps,
+        one fsync). A backend failure aborts the whole transaction and is raised. Like
+        `write`, the functions may be re-run from the start.
         """
 
     def close(self) -> None:

@@ -7,10 +7,11 @@ writes and appends its events last (see `events`). Reads run in a read-only snap
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
+import psycopg
 
 from smithers.errors import (
     AlreadyDeliveredError,
@@ -18,6 +19,7 @@ from smithers.errors import (
     InputError,
     RunLockedError,
     SignalError,
+    SmithersError,
 )
 from smithers.store.base import (
     DEAD_AFTER,
@@ -222,6 +224,9 @@ class PostgresStore:
         return key, decode_run(record), has_news
 
     def create_run(self, run: RunRecord, batch: Batch) -> RunRecord:
+        return self._write(self._creator(run, batch))
+
+    def _creator(self, run: RunRecord, batch: Batch) -> Callable[[Any], RunRecord]:
         raw_id = run.run_id.encode()
         if not raw_id or len(raw_id) > MAX_KEY:
             raise InputError(
@@ -250,9 +255,14 @@ class PostgresStore:
             new_run, _ = apply_batch(cur, number, created, False, batch, rows)
             return new_run
 
-        return self._write(write)
+        return write
 
     def commit(self, run_id: str, batch: Batch, *, token: str | None) -> CommitResult:
+        return self._write(self._committer(run_id, batch, token))
+
+    def _committer(
+        self, run_id: str, batch: Batch, token: str | None
+    ) -> Callable[[Any], CommitResult]:
         rows = Encoded(batch)
 
         def write(cur: Any) -> CommitResult:
@@ -262,6 +272,44 @@ class PostgresStore:
                 return CommitResult(applied=False, run=run)
             new_run, seqs = apply_batch(cur, key, run, news, batch, rows)
             return CommitResult(applied=True, run=new_run, seqs=seqs)
+
+        return write
+
+    def commit_many(
+        self, items: Sequence[tuple[str | RunRecord, Batch, str | None]]
+    ) -> list[CommitResult | RunRecord | Exception]:
+        """Several runs' commits in one durable transaction (group commit), as
+        `KVStore.commit_many`: each item in its own savepoint, so an item that raises (a lost
+        lease, a taken run id) is undone alone and its exception takes its place; a server
+        fault fails them all and is raised."""
+        fns: list[Callable[[Any], CommitResult | RunRecord] | Exception] = []
+        for what, batch, token in items:
+            try:
+                fns.append(
+                    self._committer(what, batch, token)
+                    if isinstance(what, str)
+                    else self._creator(what, batch)
+                )
+            except SmithersError as exc:  # refused before any statement
+                fns.append(exc)
+
+        def write(cur: Any) -> list[CommitResult | RunRecord | Exception]:
+            results: list[CommitResult | RunRecord | Exception] = []
+            for fn in fns:
+                if isinstance(fn, Exception):
+                    results.append(fn)
+                    continue
+                cur.execute("SAVEPOINT smithers_item")
+                try:
+                    results.append(fn(cur))
+                except psycopg.Error:
+                    raise  # the server or the connection: the whole group fails
+                except Exception as exc:
+                    cur.execute("ROLLBACK TO SAVEPOINT smithers_item")
+                    results.append(exc)
+                else:
+                    cur.execute("RELEASE SAVEPOINT smithers_item")
+            return results
 
         return self._write(write)
 
