@@ -32,6 +32,9 @@ TABLES = (
     "idx_wake",
     "idx_news",
     "idx_leases",
+    "tokens",
+    "link_keys",
+    "claims",
 )
 
 
