@@ -19,6 +19,8 @@ __all__ = [
     "GateNotRequestedError",
     "InputError",
     "LeaseLostError",
+    "LinkError",
+    "LinkExpiredError",
     "LoadError",
     "MissingOutputError",
     "NotASignalError",
@@ -26,6 +28,7 @@ __all__ = [
     "OutputTypeChangedError",
     "RunLockedError",
     "RunNotFoundError",
+    "SignalDataError",
     "SignalError",
     "SmithersError",
     "StoreError",
@@ -144,3 +147,15 @@ class NotASignalError(SignalError):
 
 class AlreadyDeliveredError(SignalError):
     """Raised by ``signal`` for a signal that already received its data."""
+
+
+class LinkError(SmithersError, LookupError):
+    """Raised for a signed link that is malformed or whose signature does not match."""
+
+
+class LinkExpiredError(LinkError):
+    """Raised for a signed link whose signature matches but whose expiry has passed."""
+
+
+class SignalDataError(SignalError):
+    """Raised by ``signal`` for data that does not match the Signal's output type."""

@@ -20,6 +20,7 @@ from smithers.store.records import (
     EventRecord,
     Iteration,
     RunRecord,
+    WorkerClaim,
 )
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ __all__ = [
     "status_view",
     "stranded",
     "unapplied",
+    "worker_document",
 ]
 
 _JSON = msgspec.json.Encoder()
@@ -194,6 +196,7 @@ class StatusView:
     graph: Graph | None
     attempts: list[AttemptRecord]
     approvals: list[ApprovalRecord]
+    worker: WorkerClaim | None = None  # a worker's failures to resume the run, if any
 
 
 def status_view(store: Store, run_id: str) -> StatusView:
@@ -207,7 +210,9 @@ def status_view(store: Store, run_id: str) -> StatusView:
     snapshot = _snapshot(store, run_id)
     approvals = [record for _, record in sorted(snapshot.approvals.items())]
     graph = last_graph(store, snapshot.run)
-    return StatusView(snapshot.run, snapshot, graph, store.attempts(run_id), approvals)
+    claim = store.worker_claim(run_id)
+    worker = claim if claim is not None and claim.failures else None
+    return StatusView(snapshot.run, snapshot, graph, store.attempts(run_id), approvals, worker)
 
 
 def status_document(view: StatusView, store_flag: str) -> dict[str, Any]:
@@ -241,6 +246,21 @@ def status_document(view: StatusView, store_flag: str) -> dict[str, Any]:
         "decisions": [plain(a) for a in approvals if a.decision is not None],
         "approvals": [plain(a) for a in approvals],
         "graph": view.graph.to_dict() if view.graph is not None else None,
+        "worker": worker_document(view.worker),
+    }
+
+
+def worker_document(claim: WorkerClaim | None) -> dict[str, Any] | None:
+    """A worker's failures to resume a run (it retries after ``retry_at``), or None."""
+    if claim is None or not claim.failures:
+        return None
+    from smithers.runtime.clock import format_iso
+
+    return {
+        "failures": claim.failures,
+        "error": claim.error,
+        "failed_at": claim.failed_at,
+        "retry_at": format_iso(claim.until),
     }
 
 
