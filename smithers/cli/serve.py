@@ -65,7 +65,14 @@ def _work(workers: int, base_url: str | None, *, once: bool) -> int:
 
     store = settings().open(create=True)
     try:
-        started = execute(run_worker(store, workers=workers, base_url=base_url, once=once))
+
+        def ready() -> None:
+            if not once:
+                click.echo(f"smithers worker: resuming runs of {store.location}", err=True)
+
+        started = execute(
+            run_worker(store, workers=workers, base_url=base_url, once=once, on_ready=ready)
+        )
     finally:
         store.close()
     if once:

@@ -105,8 +105,16 @@ async def serve(
     await working
 
 
-async def run_worker(store: Store, *, workers: int, base_url: str | None, once: bool) -> int:
-    """``smithers worker`` (until SIGTERM/SIGINT) or ``smithers tick`` (one pass).
+async def run_worker(
+    store: Store,
+    *,
+    workers: int,
+    base_url: str | None,
+    once: bool,
+    on_ready: Callable[[], None] | None = None,
+) -> int:
+    """``smithers worker`` (until SIGTERM/SIGINT) or ``smithers tick`` (one pass); ``on_ready``
+    is called once signals are handled.
 
     Returns:
         How many resumes were started.
@@ -115,6 +123,8 @@ async def run_worker(store: Store, *, workers: int, base_url: str | None, once: 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, worker.stop)
+    if on_ready is not None:
+        on_ready()
     try:
         if once:
             return await worker.tick()

@@ -103,6 +103,8 @@ class Worker:
                 _interrupt(proc)
             child = await finish_child(proc)
             outcome = _DONE.get(child.code)
+            if outcome is None and self.stopping and child.code < 0:
+                outcome = "interrupted"  # stopped by our signal before it could say so
             if outcome is None:
                 kind = child.error_type
                 outcome = _NOT_FAILURES.get(kind or "")
@@ -189,6 +191,8 @@ class Worker:
     def stop(self) -> None:
         """Stop starting resumes and interrupt those in flight (each records its attempts as
         interrupted and releases its run, which stays resumable)."""
+        if self.stopping:
+            return  # children were told once; a second SIGTERM would cut their cleanup short
         self.stopping = True
         for proc in self._running.values():
             if proc is not None:
