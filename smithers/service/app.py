@@ -103,15 +103,18 @@ def _iteration(request: Request) -> tuple[int, ...] | None:
 
 
 async def healthz(service: Service, request: Request) -> Response:
+    """GET /healthz: whether the server is up (no token needed)."""
     return json_response({"status": "stopping" if service.stopping.is_set() else "ok"})
 
 
 async def metrics(service: Service, request: Request) -> Response:
+    """GET /metrics: the Prometheus text (a token of any role)."""
     principal(service.store, request, "metrics")
     return Response(service.metrics.render(), media_type=CONTENT_TYPE)
 
 
 async def list_runs(service: Service, request: Request) -> Response:
+    """GET /api/v1/runs[?status=S]: the run list of ``smithers runs --json``."""
     principal(service.store, request, "read")
     status = request.query_params.get("status")
     if status is not None and status not in _STATUSES:
@@ -120,12 +123,14 @@ async def list_runs(service: Service, request: Request) -> Response:
 
 
 async def run_status(service: Service, request: Request) -> Response:
+    """GET /api/v1/runs/{run_id}: the document of ``smithers status --json``."""
     principal(service.store, request, "read")
     view = status_view(service.store, request.path_params["run_id"])
     return json_response(status_document(view, service.store_flag))
 
 
 async def graph(service: Service, request: Request) -> Response:
+    """GET /api/v1/runs/{run_id}/graph[?format=json|mermaid|dot]: the run's graph and states."""
     principal(service.store, request, "read")
     fmt = request.query_params.get("format", "json")
     if fmt not in ("json", "mermaid", "dot"):
@@ -139,6 +144,7 @@ async def graph(service: Service, request: Request) -> Response:
 
 
 async def output(service: Service, request: Request) -> Response:
+    """GET .../nodes/{node_id}/output[?iteration=I]: a node's committed output."""
     principal(service.store, request, "read")
     p = request.path_params
     value = output_value(service.store, p["run_id"], p["node_id"], _iteration(request))
@@ -146,6 +152,7 @@ async def output(service: Service, request: Request) -> Response:
 
 
 async def approvals(service: Service, request: Request) -> Response:
+    """GET /api/v1/approvals: the inbox of ``smithers approvals --json``."""
     principal(service.store, request, "read")
     return json_response(inbox_document(service.store, service.store_flag))
 
@@ -173,10 +180,12 @@ async def _decide(service: Service, request: Request, approved: bool) -> Respons
 
 
 async def approve(service: Service, request: Request) -> Response:
+    """POST .../approve: record an approval as the token's name."""
     return await _decide(service, request, True)
 
 
 async def deny(service: Service, request: Request) -> Response:
+    """POST .../deny: record a denial as the token's name."""
     return await _decide(service, request, False)
 
 
@@ -208,6 +217,7 @@ def _child_refusal(child: Child) -> Refusal:
 
 
 async def signal(service: Service, request: Request) -> Response:
+    """POST .../signal: deliver the body's JSON to a Signal."""
     principal(service.store, request, "signal")
     p = request.path_params
     raw = await request.body()
@@ -215,6 +225,7 @@ async def signal(service: Service, request: Request) -> Response:
 
 
 async def cancel(service: Service, request: Request) -> Response:
+    """POST /api/v1/runs/{run_id}/cancel: cancel a run (admin)."""
     principal(service.store, request, "cancel")
     outcome = cancel_run(service.store, request.path_params["run_id"])
     service.news()
@@ -225,6 +236,7 @@ async def cancel(service: Service, request: Request) -> Response:
 
 
 async def events(service: Service, request: Request) -> Response:
+    """GET /api/v1/events: the event log as Server-Sent Events, from Last-Event-ID or after."""
     principal(service.store, request, "read")
     start = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
     if not start.isdigit():

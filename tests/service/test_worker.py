@@ -212,3 +212,50 @@ def test_worker_stops_on_sigterm(tmp_path: Path) -> None:
             lambda: (tmp_path / ".smithers" / "data.mdb").exists(), "the worker opens the store"
         )
         stop(proc)
+
+
+CRASHING_WORKFLOW = """
+import os
+import signal
+
+from smithers import Approval, ApprovalRequest, Sequence, Task, Workflow, smithers
+
+
+def boom():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@smithers
+def crashes(ctx):
+    return Workflow(
+        Sequence(
+            Approval(id="gate", request=ApprovalRequest(title="Crash?")),
+            Task(id="boom", output=int, run=boom),
+        ),
+        name="crashes",
+    )
+"""
+
+
+def test_a_crashing_workflow_cannot_take_the_server_down(tmp_path: Path) -> None:
+    """A resume whose process dies (SIGKILL inside a task) leaves the server serving; the
+    crash is recorded on the run with a backoff instead of being retried in a loop."""
+    store = tmp_path / ".smithers"
+    (tmp_path / "crash.py").write_text(CRASHING_WORKFLOW)
+    park(tmp_path, store, "crash.py:crashes", ["c1"])
+    with serving(store, tmp_path) as served:
+        approve("c1", "gate", store=str(store), by="ann")
+
+        def failed_once() -> bool:
+            with opened_store(store) as s:
+                claim = s.worker_claim("c1")
+                return claim is not None and claim.failures == 1
+
+        wait_for(failed_once, "the crash is recorded", proc=served.proc)
+        with served.client() as client:
+            assert client.get("/healthz").json() == {"status": "ok"}
+        with opened_store(store) as s:
+            claim = s.worker_claim("c1")
+        assert claim is not None
+        assert claim.failures == 1
+        assert claim.until > 0
