@@ -12,6 +12,7 @@ from typing import Any, get_args
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -69,11 +70,18 @@ class Service:
         self.metrics = metrics
         self.poll = poll
         self.stopping = asyncio.Event()
+        self.pending_news = False
         location = store.location or ""
         self.store_flag = f" --store {shlex.quote(location)}" if location else ""
 
     def news(self) -> None:
-        """Something was recorded: the worker goes on with it at once."""
+        """Something was recorded: the worker goes on with it as soon as the response is
+        sent (starting a child before would delay the answer)."""
+        self.pending_news = True
+
+    def flush_news(self) -> None:
+        """Wake the worker for what was recorded."""
+        self.pending_news = False
         if self.worker is not None:
             self.worker.poke()
 
@@ -301,6 +309,8 @@ def _wrap(service: Service, path: str, endpoint: Endpoint) -> Callable[[Request]
         except SmithersError as exc:
             response = error_response(status_of(exc), type(exc).__name__, str(exc))
         service.metrics.requests.labels(path, request.method, str(response.status_code)).inc()
+        if service.pending_news:
+            response.background = BackgroundTask(service.flush_news)
         return response
 
     return handle

@@ -29,6 +29,11 @@ class Child:
     last_error: str
 
     @property
+    def reported(self) -> bool:
+        """Whether it printed a run document (``{"run_id", "status", ...}``)."""
+        return isinstance(self.document, dict) and "status" in self.document
+
+    @property
     def error_type(self) -> str | None:
         """The ``error.type`` of a ``--json`` error document, if it printed one."""
         doc = self.document

@@ -72,6 +72,7 @@ class Worker:
         self._wake: asyncio.Event | None = None
         self._running: dict[str, asyncio.subprocess.Process | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._done: set[str] = set()  # resumed during this tick: a tick resumes a run once
 
     # -- finding runs ---------------------------------------------------------------------------
 
@@ -83,7 +84,7 @@ class Worker:
         found = [d.run for d in self.store.due_runs(clock.now(), limit, is_dead=is_dead)]
         seen = {r.run_id for r in found}
         found += [r for r in self.store.runs("running") if r.lease is None and r.run_id not in seen]
-        return [r for r in found if r.run_id not in self._running]
+        return [r for r in found if r.run_id not in self._running and r.run_id not in self._done]
 
     def _claim(self, run: RunRecord) -> bool:
         now = clock.now()
@@ -103,6 +104,8 @@ class Worker:
                 _interrupt(proc)
             child = await finish_child(proc)
             outcome = _DONE.get(child.code)
+            if outcome is not None and child.code != 130 and not child.reported:
+                outcome = None  # an exit code with no run document: it crashed (a traceback)
             if outcome is None and self.stopping and child.code < 0:
                 outcome = "interrupted"  # stopped by our signal before it could say so
             if outcome is None:
@@ -138,20 +141,25 @@ class Worker:
             retry_at=clock.now() + delay,
         )
 
-    def _start(self, run: RunRecord) -> None:
+    def _start(self, run: RunRecord, *, once: bool = False) -> None:
         self._running[run.run_id] = None
+        if once:
+            self._done.add(run.run_id)
         task = asyncio.get_running_loop().create_task(self._resume(run))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def start_due(self) -> int:
-        """Claim and start as many due runs as free slots allow; return how many started."""
+    def start_due(self, *, once: bool = False) -> int:
+        """Claim and start as many due runs as free slots allow; return how many started.
+
+        With ``once`` (a tick) a run started is not started again in the same tick.
+        """
         started = 0
         for run in self.due():
             if self.stopping or len(self._running) >= self.workers:
                 break
             if self._claim(run):
-                self._start(run)
+                self._start(run, once=once)
                 started += 1
         return started
 
@@ -179,9 +187,10 @@ class Worker:
             How many resumes were started.
         """
         self._wake = asyncio.Event()
+        self._done.clear()
         total = 0
         while not self.stopping:
-            total += self.start_due()
+            total += self.start_due(once=True)
             if not self._tasks:
                 break
             await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
