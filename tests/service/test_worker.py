@@ -208,10 +208,11 @@ def test_worker_stops_on_sigterm(tmp_path: Path) -> None:
         text=True,
     )
     with reaping(proc):
-        wait_for(
-            lambda: (tmp_path / ".smithers" / "data.mdb").exists(), "the worker opens the store"
-        )
-        stop(proc)
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        assert first.startswith("smithers worker: resuming runs of "), first
+        rest = stop(proc)
+        assert "Error" not in rest, rest
 
 
 CRASHING_WORKFLOW = """
