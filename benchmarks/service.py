@@ -109,7 +109,7 @@ def approve_to_finished(
     client: httpx.Client, store: object, ids: list[str]
 ) -> tuple[list[float], list[float]]:
     """Figure 2: POST, then wait for the run's run.finished (one run at a time); also the
-    POST's own latency on a server with nothing else to do (figure 1, idle)."""
+    POST's own latency there (the previous run's child may still be exiting)."""
     samples, posts = [], []
     for run_id in ids:
         start = time.perf_counter()
@@ -208,7 +208,7 @@ def main() -> None:
                 lat = approve_latency(client, lat_ids)
                 rows.append(
                     (
-                        "POST approve back to back, worker busy (p50 / p99)",
+                        "POST approve, decision durable, one at a time (p50 / p99)",
                         f"{pct(lat, 50):.1f} / {pct(lat, 99):.1f} ms",
                         "< 5 ms p50",
                     )
@@ -217,7 +217,7 @@ def main() -> None:
                 fin, idle = approve_to_finished(client, store, fin_ids)
                 rows.append(
                     (
-                        "POST approve, decision durable, idle server (p50 / p99)",
+                        "  the same, each right after the previous run finished",
                         f"{pct(idle, 50):.1f} / {pct(idle, 99):.1f} ms",
                         "< 5 ms p50",
                     )
