@@ -322,3 +322,22 @@ def test_events_resume_from_last_event_id_missing_nothing(
         response = client.get("/api/v1/events", headers={"Last-Event-ID": "x"})
         _error(response, 400, "MalformedQuery", "'x'")
         _error(client.get("/api/v1/events", params={"run_id": "nope"}), 404, "RunNotFoundError")
+
+
+def test_a_reconnecting_follower_misses_nothing_written_meanwhile(
+    api: tuple[Served, dict[str, str]],
+) -> None:
+    """Events appended while a follower was away (a decision and the worker's resume) all
+    arrive after it reconnects with Last-Event-ID, contiguous and in log order."""
+    served, tokens = api
+    with served.client(tokens["admin"]) as client:
+        with opened_store(served.store) as s:
+            left_at = s.last_seq()
+        response = client.post("/api/v1/runs/output/nodes/gate/approve", json={})
+        assert response.status_code == 200
+        wait_for(lambda: has_event(served.store, "output", "approval.requested", "later"), "resume")
+        with opened_store(served.store) as s:
+            missed = s.events(after=left_at)
+        got = _sse(client, len(missed), headers={"Last-Event-ID": str(left_at)})
+    assert [int(e["id"]) for e in got] == [e.seq for e in missed]
+    assert [int(e["id"]) for e in got] == list(range(left_at + 1, left_at + 1 + len(missed)))
