@@ -20,6 +20,8 @@ __all__ = [
     "GateNotRequestedError",
     "InputError",
     "LeaseLostError",
+    "LinkError",
+    "LinkExpiredError",
     "LoadError",
     "MissingOutputError",
     "NotASignalError",
@@ -27,6 +29,7 @@ __all__ = [
     "OutputTypeChangedError",
     "RunLockedError",
     "RunNotFoundError",
+    "SignalDataError",
     "SignalError",
     "SmithersError",
     "StoreError",
@@ -151,3 +154,15 @@ class ApprovalRefusedError(ApprovalError):
     """Raised by approve/deny for a person the gate's policy does not let decide (not an
     approver, the run's starter under ``forbid_self``, a second vote); only the
     ``approval.refused`` event is written."""
+
+
+class LinkError(SmithersError, LookupError):
+    """Raised for a signed link that is malformed or whose signature does not match."""
+
+
+class LinkExpiredError(LinkError):
+    """Raised for a signed link whose signature matches but whose expiry has passed."""
+
+
+class SignalDataError(SignalError):
+    """Raised by ``signal`` for data that does not match the Signal's output type."""

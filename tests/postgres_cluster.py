@@ -30,7 +30,8 @@ _EMPTY = """
 DELETE FROM smithers_events; DELETE FROM smithers_nodes; DELETE FROM smithers_groups;
 DELETE FROM smithers_attempts; DELETE FROM smithers_outputs; DELETE FROM smithers_approvals;
 DELETE FROM smithers_signals; DELETE FROM smithers_frames; DELETE FROM smithers_runs;
-DELETE FROM smithers_actor_groups;
+DELETE FROM smithers_actor_groups; DELETE FROM smithers_tokens; DELETE FROM smithers_link_keys;
+DELETE FROM smithers_claims;
 UPDATE smithers_counters SET value = 0;
 """
 

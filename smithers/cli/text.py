@@ -19,6 +19,7 @@ from smithers.runtime.documents import (
     resume_command,
     stranded,
     unapplied,
+    worker_document,
 )
 from smithers.runtime.lease import describe_owner
 from smithers.runtime.policies import gate_policy_fields
@@ -99,6 +100,12 @@ def status_lines(view: StatusView, store_flag: str) -> list[str]:
     if run.error is not None:
         at = f" at `{run.error.node_id}`" if run.error.node_id else ""
         lines.append(f"  error:    {run.error.type}{at}: {run.error.message}")
+    worker = worker_document(view.worker)
+    if worker is not None:
+        lines.append(
+            f"  worker:   resume failed {worker['failures']} time(s), last at "
+            f"{worker['failed_at']}: {worker['error']}; next try at {worker['retry_at']}"
+        )
     if graph is not None:
         lines += ["", graph.to_text(states=node_states(snapshot, graph))]
     if attempts:

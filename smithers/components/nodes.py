@@ -26,7 +26,7 @@ from smithers.components.policy import (
     check_duration,
     check_policy,
 )
-from smithers.errors import DefinitionError
+from smithers.errors import DefinitionError, LinkError
 
 __all__ = [
     "Approval",
@@ -85,6 +85,8 @@ class TaskInfo(msgspec.Struct, frozen=True, kw_only=True):
         attempt: 1 for the first attempt; interrupted attempts count too.
         idempotency_key: The same for every attempt of this node and iteration; pass it to
             external systems so a retried side effect happens once.
+        link_maker: Makes signed signal links (set by the runtime when a base URL is
+            configured); use `signal_link`.
     """
 
     run_id: str
@@ -92,6 +94,30 @@ class TaskInfo(msgspec.Struct, frozen=True, kw_only=True):
     iteration: tuple[int, ...]
     attempt: int
     idempotency_key: str
+    link_maker: Callable[[str, float], str] | None = None
+
+    def signal_link(self, node_id: str, *, expires_in: float = 7 * 86400) -> str:
+        """A signed URL that delivers data to Signal ``node_id`` of this run: a remote agent
+        POSTs its JSON there (no token needed); a GET returns the expected JSON Schema.
+
+        Args:
+            node_id: The Signal's id.
+            expires_in: Seconds the link stays valid (default 7 days).
+
+        Returns:
+            The URL under the service's base URL.
+
+        Raises:
+            LinkError: When no base URL is configured (``smithers serve --base-url URL`` or
+                ``$SMITHERS_BASE_URL`` in the process that runs the task).
+        """
+        if self.link_maker is None:
+            raise LinkError(
+                f"Task `{self.node_id}` asked for a signal link to `{node_id}` but no base URL "
+                "is configured; run it under `smithers serve --base-url URL` or set "
+                "$SMITHERS_BASE_URL."
+            )
+        return self.link_maker(node_id, expires_in)
 
 
 @attrs.frozen(slots=True, init=False)

@@ -21,6 +21,7 @@ from smithers.errors import (
     GateNotRequestedError,
     NotAnApprovalError,
     NotASignalError,
+    SignalDataError,
     SignalError,
     UnknownGateError,
     UnknownNodeError,
@@ -284,7 +285,7 @@ def signal(
             else:
                 raw = msgspec.msgpack.encode(data)
         except ValueError as exc:
-            raise SignalError(
+            raise SignalDataError(
                 f"Data for signal `{node_id}` does not match `{node.output_type}`: {exc}; pass "
                 f"--data matching `{node.output_type}`."
             ) from None

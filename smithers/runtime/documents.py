@@ -21,6 +21,7 @@ from smithers.store.records import (
     EventRecord,
     Iteration,
     RunRecord,
+    WorkerClaim,
 )
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ __all__ = [
     "status_view",
     "stranded",
     "unapplied",
+    "worker_document",
 ]
 
 _JSON = msgspec.json.Encoder()
@@ -198,6 +200,7 @@ class StatusView:
     attempts: list[AttemptRecord]
     approvals: list[ApprovalRecord]
     groups: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
+    worker: WorkerClaim | None = None  # a worker's failures to resume the run, if any
 
 
 def status_view(store: Store, run_id: str) -> StatusView:
@@ -211,8 +214,16 @@ def status_view(store: Store, run_id: str) -> StatusView:
     snapshot = _snapshot(store, run_id)
     approvals = [record for _, record in sorted(snapshot.approvals.items())]
     graph = last_graph(store, snapshot.run)
+    claim = store.worker_claim(run_id)
+    worker = claim if claim is not None and claim.failures else None
     return StatusView(
-        snapshot.run, snapshot, graph, store.attempts(run_id), approvals, store.actor_groups()
+        snapshot.run,
+        snapshot,
+        graph,
+        store.attempts(run_id),
+        approvals,
+        store.actor_groups(),
+        worker,
     )
 
 
@@ -252,6 +263,21 @@ def status_document(view: StatusView, store_flag: str) -> dict[str, Any]:
         "decisions": [plain(a) for a in approvals if a.decision is not None],
         "approvals": [plain(a) for a in approvals],
         "graph": view.graph.to_dict() if view.graph is not None else None,
+        "worker": worker_document(view.worker),
+    }
+
+
+def worker_document(claim: WorkerClaim | None) -> dict[str, Any] | None:
+    """A worker's failures to resume a run (it retries after ``retry_at``), or None."""
+    if claim is None or not claim.failures:
+        return None
+    from smithers.runtime.clock import format_iso
+
+    return {
+        "failures": claim.failures,
+        "error": claim.error,
+        "failed_at": claim.failed_at,
+        "retry_at": format_iso(claim.until),
     }
 
 

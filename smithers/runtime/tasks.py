@@ -13,6 +13,7 @@ from smithers.components.nodes import Task, TaskInfo
 from smithers.errors import SmithersError, ValidationError
 from smithers.runtime.executor import Attempt, Done, error_text, launch, trace_of
 from smithers.runtime.lease import now_iso
+from smithers.runtime.links import task_link_maker
 from smithers.runtime.scheduler import Scheduler
 from smithers.store.base import NodeKey
 from smithers.store.records import AttemptRecord, ErrorInfo
@@ -76,6 +77,7 @@ class TaskSteps(Scheduler):
                     iteration=attempt.iteration,
                     attempt=attempt.number,
                     idempotency_key=f"{self.run_id}/{attempt.node_id}" + (f"@{its}" if its else ""),
+                    link_maker=task_link_maker(self.store, self.run_id),
                 )
             launch(attempt, kwargs, loop=loop, post=self._post, pool=self.pool)
 

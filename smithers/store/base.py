@@ -22,10 +22,13 @@ from smithers.store.records import (
     GroupRecord,
     Iteration,
     Lease,
+    LinkKey,
     NewEvent,
     NodeRecord,
     RunRecord,
     SignalRecord,
+    TokenRecord,
+    WorkerClaim,
 )
 
 __all__ = [
@@ -319,6 +322,49 @@ class Store(Protocol):
         Raises:
             LeaseLostError: When ``token`` is not the run's lease token.
         """
+
+    # -- the service: tokens, the signed-link key, worker claims ------------------------------
+
+    def add_token(self, token: TokenRecord) -> None:
+        """Store a new API token (only its hash) under its name.
+
+        Raises:
+            InputError: When a token of that name exists; nothing is written.
+        """
+
+    def tokens(self) -> list[TokenRecord]:
+        """Every API token, by name."""
+
+    def revoke_token(self, name: str) -> bool:
+        """Delete the token ``name``; return whether it existed."""
+
+    def link_key(self, new: LinkKey | None = None, *, rotate: bool = False) -> LinkKey | None:
+        """The key that signs links: stores ``new`` when there is none yet (or, with
+        ``rotate``, in place of the current one, which invalidates every earlier link)."""
+
+    def claim_run(self, run_id: str, owner: str, *, now: float, until: float) -> bool:
+        """Claim a run for worker ``owner`` until ``until`` (compare-and-set).
+
+        Returns:
+            False when another worker's claim, or a failed resume's backoff, holds it at
+            ``now``.
+        """
+
+    def release_claim(
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        failure: str | None = None,
+        failed_at: str | None = None,
+        retry_at: float | None = None,
+    ) -> None:
+        """Drop ``owner``'s claim. After a success the run's failure count is cleared; with
+        ``failure`` it is counted, kept with its message, and the run waits until
+        ``retry_at`` (the backoff)."""
+
+    def worker_claim(self, run_id: str) -> WorkerClaim | None:
+        """The run's claim and failures to resume, or None."""
 
 
 def run_not_found(

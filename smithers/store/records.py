@@ -21,11 +21,15 @@ __all__ = [
     "GroupRecord",
     "Iteration",
     "Lease",
+    "LinkKey",
     "NewEvent",
     "NodeRecord",
+    "Role",
     "RunRecord",
     "RunStatus",
     "SignalRecord",
+    "TokenRecord",
+    "WorkerClaim",
 ]
 
 Iteration = tuple[int, ...]
@@ -325,3 +329,46 @@ class EventRecord(
     iteration: Iteration | None = None
     at: str
     data: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+# -- the service's records (tokens, signed-link keys, worker claims) ---------------------------
+
+Role = Literal["viewer", "approver", "agent", "admin"]
+
+
+class TokenRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An API token: its name (the decider it records), its role, and only a hash of it."""
+
+    name: str
+    role: Role
+    digest: str  # SHA-256 of the secret, hex: the secret itself is never stored
+    created_at: str
+    expires_at: float | None = None  # epoch seconds; None never expires
+    created_by: str | None = None
+
+
+class LinkKey(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The HMAC-SHA256 key that signs links; rotating it invalidates every earlier link."""
+
+    key_id: str
+    secret: bytes
+    created_at: str
+
+
+class WorkerClaim(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A worker's short claim on a run it is about to resume, and its failures to resume it.
+
+    Attributes:
+        owner: The worker holding the claim, or None between failed attempts.
+        until: Epoch seconds after which the claim lapses (for a failed run: its next try).
+        failures: Resumes in a row that failed to load or crashed (0 after a success).
+        error: What the last failed resume said.
+        failed_at: When it failed (ISO 8601 UTC).
+    """
+
+    run_id: str
+    owner: str | None = None
+    until: float = 0.0
+    failures: int = 0
+    error: str | None = None
+    failed_at: str | None = None

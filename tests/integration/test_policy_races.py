@@ -216,3 +216,29 @@ def test_a_timer_and_a_signal_timeout_survive_process_exits(tmp_path: Path) -> N
         "use": "skipped",
         "last": "finished",
     }
+
+
+def test_tick_wakes_a_timer_and_a_signal_timeout_across_process_exits(tmp_path: Path) -> None:
+    """No owner alive: `smithers tick` before the timer is due resumes nothing; after it, the
+    tick resumes the run, which then waits on the signal; after the signal's deadline another
+    tick applies the timeout and the run finishes."""
+    store, env = setup(tmp_path)
+    cli = lambda *args: smithers_cli(store, *args, cwd=tmp_path, env=env)  # noqa: E731
+    assert cli("run", "flows.py:later", "--run-id", "t").code == 3
+    assert cli("tick").code == 0
+    with opened(store) as s:
+        run = s.get_run("t")
+        assert run is not None
+        assert run.status == "waiting-timer"
+    FileClock.write(str(tmp_path / "clock"), START + HOUR)
+    assert cli("tick").code == 0
+    with opened(store) as s:
+        run = s.get_run("t")
+        assert run is not None
+        assert run.status == "waiting-signal"
+    FileClock.write(str(tmp_path / "clock"), START + HOUR + 1800)
+    assert cli("tick").code == 0
+    with opened(store) as s:
+        run = s.get_run("t")
+        assert run is not None
+        assert run.status == "finished"

@@ -76,7 +76,7 @@ def test_an_older_schema_asks_for_an_explicit_migration_which_adds_a_table(
 
     url = postgres_cluster.create_database("older")
     migrate_store(url)
-    newer = (*schema.MIGRATIONS, ["CREATE TABLE smithers_tokens (name text PRIMARY KEY)"])
+    newer = (*schema.MIGRATIONS, ["CREATE TABLE smithers_later (name text PRIMARY KEY)"])
     monkeypatch.setattr(schema, "MIGRATIONS", newer)
     monkeypatch.setattr(schema, "SCHEMA_VERSION", len(newer))
     monkeypatch.setattr(package, "SCHEMA_VERSION", len(newer))
@@ -91,7 +91,7 @@ def test_an_older_schema_asks_for_an_explicit_migration_which_adds_a_table(
     assert migrate_store(url) == (len(newer) - 1, len(newer))
     open_store(url).close()
     with psycopg.connect(url, autocommit=True) as conn:
-        assert conn.execute("SELECT count(*) FROM smithers_tokens").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM smithers_later").fetchone() == (0,)
 
 
 # -- lost connections ------------------------------------------------------------------------

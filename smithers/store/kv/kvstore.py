@@ -31,6 +31,7 @@ from smithers.store.base import (
     check_token,
     run_not_found,
 )
+from smithers.store.kv import service
 from smithers.store.kv.indexes import due_runs, put_run
 from smithers.store.kv.keys import (
     MAX_KEY,
@@ -48,10 +49,13 @@ from smithers.store.records import (
     GroupRecord,
     Iteration,
     Lease,
+    LinkKey,
     NewEvent,
     NodeRecord,
     RunRecord,
     SignalRecord,
+    TokenRecord,
+    WorkerClaim,
 )
 from smithers.store.votes import apply_decision
 
@@ -553,3 +557,34 @@ class KVStore:
             return updated
 
         return self._write(write)
+
+    # -- the service: tokens, the signed-link key, worker claims -------------------------------
+
+    def add_token(self, token: TokenRecord) -> None:
+        service.add_token(self._kv, token)
+
+    def tokens(self) -> list[TokenRecord]:
+        return service.tokens(self._kv)
+
+    def revoke_token(self, name: str) -> bool:
+        return service.revoke_token(self._kv, name)
+
+    def link_key(self, new: LinkKey | None = None, *, rotate: bool = False) -> LinkKey | None:
+        return service.link_key(self._kv, new, rotate)
+
+    def claim_run(self, run_id: str, owner: str, *, now: float, until: float) -> bool:
+        return service.claim_run(self._kv, run_id, owner, now, until)
+
+    def release_claim(
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        failure: str | None = None,
+        failed_at: str | None = None,
+        retry_at: float | None = None,
+    ) -> None:
+        service.release_claim(self._kv, run_id, owner, failure, failed_at, retry_at)
+
+    def worker_claim(self, run_id: str) -> WorkerClaim | None:
+        return service.worker_claim(self._kv, run_id)

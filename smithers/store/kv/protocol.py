@@ -33,6 +33,9 @@ TABLES = (
     "idx_news",
     "idx_leases",
     "actor_groups",
+    "tokens",
+    "link_keys",
+    "claims",
 )
 
 

@@ -33,7 +33,7 @@ from smithers.store.base import (
     run_not_found,
 )
 from smithers.store.kv.keys import MAX_KEY
-from smithers.store.postgres import reads
+from smithers.store.postgres import reads, service
 from smithers.store.postgres.claims import claim_due_runs
 from smithers.store.postgres.connection import Pool
 from smithers.store.postgres.events import Listener, append_events
@@ -51,9 +51,12 @@ from smithers.store.records import (
     EventRecord,
     Iteration,
     Lease,
+    LinkKey,
     NewEvent,
     RunRecord,
     SignalRecord,
+    TokenRecord,
+    WorkerClaim,
 )
 from smithers.store.votes import apply_decision
 
@@ -472,6 +475,39 @@ class PostgresStore:
             return updated
 
         return self._write(write)
+
+    # -- the service: tokens, the signed-link key, worker claims --------------------------
+
+    def add_token(self, token: TokenRecord) -> None:
+        self._write(lambda cur: service.add_token(cur, token))
+
+    def tokens(self) -> list[TokenRecord]:
+        return self._read(service.tokens)
+
+    def revoke_token(self, name: str) -> bool:
+        return self._write(lambda cur: service.revoke_token(cur, name))
+
+    def link_key(self, new: LinkKey | None = None, *, rotate: bool = False) -> LinkKey | None:
+        return self._write(lambda cur: service.link_key(cur, new, rotate))
+
+    def claim_run(self, run_id: str, owner: str, *, now: float, until: float) -> bool:
+        return self._write(lambda cur: service.claim_run(cur, run_id, owner, now, until))
+
+    def release_claim(
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        failure: str | None = None,
+        failed_at: str | None = None,
+        retry_at: float | None = None,
+    ) -> None:
+        self._write(
+            lambda cur: service.release_claim(cur, run_id, owner, failure, failed_at, retry_at)
+        )
+
+    def worker_claim(self, run_id: str) -> WorkerClaim | None:
+        return self._read(lambda cur: service.worker_claim(cur, run_id))
 
 
 def _approval(cur: Any, key: int, node_id: str, iteration: Iteration) -> ApprovalRecord | None:

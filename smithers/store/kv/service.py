@@ -1,0 +1,121 @@
+"""The service's records on a `KV`: API tokens (hashed), the signed-link key and workers'
+claims on runs (with their failures to resume). Each read-check-write is one transaction."""
+
+from __future__ import annotations
+
+import msgspec
+
+from smithers.errors import InputError
+from smithers.store.kv.protocol import KV, Txn
+from smithers.store.records import LinkKey, TokenRecord, WorkerClaim
+
+__all__ = [
+    "add_token",
+    "claim_run",
+    "link_key",
+    "release_claim",
+    "revoke_token",
+    "tokens",
+    "worker_claim",
+]
+
+_ENC = msgspec.msgpack.Encoder()
+_TOKEN = msgspec.msgpack.Decoder(TokenRecord)
+_LINK_KEY = msgspec.msgpack.Decoder(LinkKey)
+_CLAIM = msgspec.msgpack.Decoder(WorkerClaim)
+_CURRENT = b"current"
+
+
+def add_token(kv: KV, token: TokenRecord) -> None:
+    """Store a new token under its name (see `Store.add_token`)."""
+
+    def write(txn: Txn) -> None:
+        if not txn.put("tokens", token.name.encode(), _ENC.encode(token), overwrite=False):
+            raise InputError(
+                f"A token named `{token.name}` already exists; pick another name, or revoke it "
+                f"first with `smithers token revoke {token.name}`."
+            )
+
+    kv.write(write)
+
+
+def tokens(kv: KV) -> list[TokenRecord]:
+    """Every token, by name."""
+    return kv.read(lambda txn: [_TOKEN.decode(raw) for _, raw in txn.scan("tokens")])
+
+
+def revoke_token(kv: KV, name: str) -> bool:
+    """Delete a token; whether it existed."""
+    return kv.write(lambda txn: txn.delete("tokens", name.encode()))
+
+
+def link_key(kv: KV, new: LinkKey | None, rotate: bool) -> LinkKey | None:
+    """The current link key, storing ``new`` when there is none (or when rotating)."""
+    current = kv.read(lambda txn: txn.get("link_keys", _CURRENT))
+    if current is not None and not rotate:
+        return _LINK_KEY.decode(current)
+    if new is None:
+        return None
+
+    def write(txn: Txn) -> LinkKey:
+        found = txn.get("link_keys", _CURRENT)
+        if found is not None and not rotate:
+            return _LINK_KEY.decode(found)  # another process made one a moment ago
+        txn.put("link_keys", _CURRENT, _ENC.encode(new))
+        return new
+
+    return kv.write(write)
+
+
+def claim_run(kv: KV, run_id: str, owner: str, now: float, until: float) -> bool:
+    """Claim a run for ``owner`` unless another claim (or a failure's backoff) holds it."""
+
+    def write(txn: Txn) -> bool:
+        raw = txn.get("claims", run_id.encode())
+        found = None if raw is None else _CLAIM.decode(raw)
+        if found is not None and found.until > now and found.owner != owner:
+            return False
+        base = found or WorkerClaim(run_id=run_id)
+        claim = msgspec.structs.replace(base, owner=owner, until=until)
+        txn.put("claims", run_id.encode(), _ENC.encode(claim))
+        return True
+
+    return kv.write(write)
+
+
+def release_claim(
+    kv: KV,
+    run_id: str,
+    owner: str,
+    failure: str | None,
+    failed_at: str | None,
+    retry_at: float | None,
+) -> None:
+    """Drop ``owner``'s claim; on a failure keep it as a backoff until ``retry_at``."""
+
+    def write(txn: Txn) -> None:
+        raw = txn.get("claims", run_id.encode())
+        found = None if raw is None else _CLAIM.decode(raw)
+        if found is not None and found.owner != owner:
+            return  # the claim lapsed and another worker holds it now
+        if failure is None:
+            txn.delete("claims", run_id.encode())
+            return
+        base = found or WorkerClaim(run_id=run_id)
+        claim = msgspec.structs.replace(
+            base,
+            owner=None,
+            until=retry_at or 0.0,
+            failures=base.failures + 1,
+            error=failure,
+            failed_at=failed_at,
+        )
+        txn.put("claims", run_id.encode(), _ENC.encode(claim))
+
+    kv.write(write)
+
+
+def worker_claim(kv: KV, run_id: str) -> WorkerClaim | None:
+    """The run's claim record, or None."""
+    raw = kv.read(lambda txn: txn.get("claims", run_id.encode()))
+    return None if raw is None else _CLAIM.decode(raw)
