@@ -85,6 +85,20 @@ def store(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Store]:
         opened.close()
 
 
+@pytest.fixture(params=["memory", "lmdb"])
+def kv_store(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[KVStore]:
+    """Each backend of the ordered-KV family in turn (for tests of that layer itself)."""
+    opened = (
+        memory_store()
+        if request.param == "memory"
+        else open_store(os.path.join(str(tmp_path), "store"))
+    )
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
 @pytest.fixture
 def lmdb_store(tmp_path: object) -> Iterator[KVStore]:
     """An LMDB store in a temp directory."""
