@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """One server over parked release runs."""
     runs = ["csrf", "get", "viewer", "twice", "other"]
-    with site(tmp_path_factory.mktemp("webserver"), runs, []) as served:
+    with site(tmp_path_factory.mktemp("webserver"), runs, [], ("guarded",)) as served:
         yield served
 
 
@@ -158,6 +158,24 @@ def test_request_content_is_escaped_and_pages_send_a_strict_policy(web: Site) ->
     assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in response.text
     assert "<script>window" not in response.text
     assert "script-src 'self'" in response.headers["content-security-policy"]
+
+
+def test_the_inbox_shows_a_policy_and_links_an_artifact(web: Site) -> None:
+    """A gate with approvers and a timeout shows its deadline and approvers; an Artifact in
+    its metadata is a download link to the artifacts route."""
+    page = browser(web).get("/?workflow=guarded").text
+    assert "Deadline" in page
+    assert "alice, group:release" in page
+    assert f'href="/api/v1/artifacts/{"ab" * 32}"' in page
+    assert ">plan.txt</a>" in page
+
+
+def test_the_run_page_shows_a_waiting_signals_schema(web: Site) -> None:
+    """The run page of a run waiting on a Signal shows the JSON Schema of its data."""
+    page = browser(web).get("/runs/sig").text
+    assert "Waiting signals" in page
+    assert '"Report"' in page
+    assert '"items"' in page
 
 
 def test_the_svg_draws_kinds_distinctly_and_escapes_labels() -> None:

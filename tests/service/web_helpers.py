@@ -14,7 +14,7 @@ import attrs
 
 from smithers.service.auth import create_token
 from tests.integration.helpers import write
-from tests.service.helpers import Served, opened_store, park, serving
+from tests.service.helpers import SIGNAL_WORKFLOW, Served, opened_store, park, serving
 
 XSS = "<script>window.pwned=1</script>"
 RELEASE = f"""
@@ -48,6 +48,24 @@ def release(ctx):
 @smithers
 def hotfix(ctx):
     return tree("hotfix", "staging")
+
+
+@smithers
+def guarded(ctx):
+    plan = {{"ref": "res://sha256/" + "ab" * 32, "name": "plan.txt", "size": 12,
+            "media_type": "text/plain"}}
+    return Workflow(
+        Sequence(
+            Approval(
+                id="approve-deploy",
+                request=ApprovalRequest(title="Guarded", metadata={{"plan": plan}}),
+                approvers=["alice", "group:release"],
+                timeout="2d",
+            ),
+            Task(id="deploy", output=str, value="deployed"),
+        ),
+        name="guarded",
+    )
 """
 
 
@@ -61,12 +79,19 @@ class Site:
 
 
 @contextmanager
-def site(folder: Path, release: list[str], hotfix: list[str]) -> Iterator[Site]:
-    """Park ``release`` and ``hotfix`` runs, make tokens, and serve them."""
+def site(
+    folder: Path, release: list[str], hotfix: list[str], guarded: tuple[str, ...] = ()
+) -> Iterator[Site]:
+    """Park ``release``, ``hotfix`` and ``guarded`` runs (and one signal run, ``sig``, when
+    any run is guarded), make tokens, and serve them."""
     store = folder / ".smithers"
     write(folder / "release.py", RELEASE)
     park(folder, store, "release.py:release", release)
     park(folder, store, "release.py:hotfix", hotfix)
+    if guarded:
+        park(folder, store, "release.py:guarded", list(guarded))
+        write(folder / "sig.py", SIGNAL_WORKFLOW)
+        park(folder, store, "sig.py:waits", ["sig"])
     with opened_store(store) as s:
         tokens = {
             "alice": create_token(s, "alice", "approver", None).secret,
