@@ -18,7 +18,18 @@ from tests.service.web_helpers import XSS, Site, csrf_of, screenshot, site
 pytestmark = pytest.mark.slow
 
 WAIT = HANG_GUARD * 1000  # ms: Playwright's bound, reached only when something hangs
-RELEASE_RUNS = ["a", "approve", "deny", "live", "link", "tamper", "viewer", "double"]
+RELEASE_RUNS = [
+    "a",
+    "approve",
+    "deny",
+    "live",
+    "link",
+    "tamper",
+    "viewer",
+    "double",
+    "keys",
+    "watched",
+]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +42,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 @pytest.fixture
 def context(web: Site, chromium: Any) -> Iterator[Any]:
     """A fresh browser context (its own cookies); any alert() fails the test."""
-    ctx = chromium.new_context(viewport={"width": 1100, "height": 900})
+    ctx = chromium.new_context(viewport={"width": 1100, "height": 900}, timezone_id="Asia/Tokyo")
     ctx.set_default_timeout(WAIT)
     dialogs: list[str] = []
     ctx.on("page", lambda p: p.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss())))
@@ -92,7 +103,9 @@ def test_the_inbox_lists_the_gates_of_two_runs_and_filters(context: Any, web: Si
     expect(row.locator("h2")).to_contain_text(f"Deploy v1.4.2 to prod {XSS}")
     expect(row.locator(".summary")).to_contain_text("3 to add")
     expect(row.locator("dl.meta")).to_contain_text("9f2c1ab")
-    assert row.locator("time").get_attribute("title").endswith("Z (UTC)")
+    when = row.locator("time")
+    assert when.get_attribute("title") == f"{when.get_attribute('datetime')} (UTC)"
+    assert "Z" not in when.inner_text()  # shown in the viewer's zone (Tokyo here)
     screenshot(page, "inbox.png")
     page.get_by_label("Workflow").select_option("hotfix")
     page.get_by_role("button", name="Filter").click()
@@ -241,3 +254,39 @@ def test_the_pages_fit_a_phone(web: Site, chromium: Any) -> None:
             assert width <= 390, path
     finally:
         ctx.close()
+
+
+def test_the_run_page_updates_live(web: Site, context: Any) -> None:
+    """An open run page follows a decision made over the API: the status and the graph
+    change without a reload."""
+    import httpx
+    from playwright.sync_api import expect
+
+    page = sign_in(context, web, path="/runs/watched")
+    expect(page.locator("#run-status")).to_have_text("waiting-approval")
+    expect(page.locator("body")).to_have_attribute("data-live", "open")
+    page.evaluate("window.sameDocument = true")
+    headers = {"Authorization": f"Bearer {web.tokens['bob']}"}
+    with httpx.Client(base_url=web.served.url, headers=headers, timeout=60) as client:
+        url = "/api/v1/runs/watched/nodes/approve-deploy/approve"
+        assert client.post(url, json={"note": "from the API"}).status_code == 200
+    expect(page.locator("#run-status")).to_have_text("finished")
+    expect(page.locator("svg.graph [data-node='notify']")).to_have_attribute(
+        "data-state", "finished"
+    )
+    expect(page.locator("ul.decisions")).to_contain_text("from the API")
+    assert page.evaluate("window.sameDocument") is True
+
+
+def test_a_gate_can_be_approved_from_the_keyboard(web: Site, context: Any) -> None:
+    """The note and the buttons are labelled and reachable with Tab; Enter approves."""
+    from playwright.sync_api import expect
+
+    page = sign_in(context, web, path="/runs/keys/gates/approve-deploy")
+    page.get_by_label("Note").focus()
+    page.keyboard.type("by keyboard")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Approve")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#gate-status")).to_have_text("approved")
+    expect(page.locator(".decided")).to_contain_text("by keyboard")
