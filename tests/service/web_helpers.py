@@ -109,8 +109,14 @@ def csrf_of(text: str) -> str:
     return found.group(1)
 
 
+_CLIP = {"x": 0, "y": 0, "width": 820, "height": 1110}  # small PNGs for the README
+
+
 def screenshot(page: Any, name: str) -> None:
     """Save a PNG for the README when ``SMITHERS_SCREENSHOTS`` names a folder."""
     folder = os.environ.get("SMITHERS_SCREENSHOTS")
     if folder:
-        page.screenshot(path=str(Path(folder) / name))
+        size = page.viewport_size
+        page.set_viewport_size({"width": 820, "height": 600})
+        page.screenshot(path=str(Path(folder) / name), full_page=True, clip=_CLIP)
+        page.set_viewport_size(size)
