@@ -5,12 +5,16 @@ repeated submit recorded once, escaping, and the SVG graph."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from html import escape
 
 import httpx
 import pytest
+from hypothesis import given
 
+from smithers.compiler import compile_tree
 from smithers.compiler.graph import Edge, Graph, Node
 from smithers.service.svg import graph_svg
+from tests.compiler.strategies import TreeSpec, trees
 from tests.service.helpers import opened_store
 from tests.service.web_helpers import Site, csrf_of, site
 
@@ -196,3 +200,14 @@ def test_the_svg_draws_kinds_distinctly_and_escapes_labels() -> None:
     assert 'data-kind="timer"' in svg
     assert 'href="/runs/r/gates/g"' in svg
     assert 'fill="#a8e0b8"' in svg
+
+
+@given(trees())
+def test_the_svg_draws_every_node_of_any_graph_once(spec: TreeSpec) -> None:
+    """Any compiled tree (loops, branches, needs) draws each node exactly once."""
+    graph = compile_tree(spec.element())
+    svg = graph_svg(graph, {}, "r")
+    for node in graph.nodes:
+        assert svg.count(f'data-node="{escape(node.id)}"') == 1
+    assert svg.startswith("<svg")
+    assert svg.endswith("</svg>")
