@@ -182,6 +182,19 @@ def test_the_run_page_shows_a_waiting_signals_schema(web: Site) -> None:
     assert '"items"' in page
 
 
+def test_the_runs_list_filters_by_status_and_a_run_shows_its_errors(web: Site) -> None:
+    """/runs?status=failed lists only failed runs; the failed run's page shows each attempt
+    with its error, escaped; an unknown status is 400."""
+    client = browser(web)
+    listed = client.get("/runs?status=failed").text
+    assert 'href="/runs/broken"' in listed
+    assert 'href="/runs/sig"' not in listed
+    page = client.get("/runs/broken").text
+    assert page.count("disk &lt;full&gt;") >= 2  # both attempts
+    assert 'id="run-status">failed' in page
+    assert client.get("/runs?status=nope").status_code == 400
+
+
 def test_the_svg_draws_kinds_distinctly_and_escapes_labels() -> None:
     """Gates, signals, timers and tasks get distinct shapes, the fill follows the state, and
     ids are escaped."""

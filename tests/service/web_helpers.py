@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from smithers.runtime.loader import load_definition
 from smithers.service.auth import create_token
 from tests.integration.helpers import write
 from tests.service.helpers import SIGNAL_WORKFLOW, Served, opened_store, park, serving
@@ -66,6 +67,15 @@ def guarded(ctx):
         ),
         name="guarded",
     )
+
+
+def explode():
+    raise RuntimeError("disk <full>")
+
+
+@smithers
+def broken(ctx):
+    return Workflow(Task(id="boom", output=int, run=explode, retries=1), name="broken")
 """
 
 
@@ -82,8 +92,8 @@ class Site:
 def site(
     folder: Path, release: list[str], hotfix: list[str], guarded: tuple[str, ...] = ()
 ) -> Iterator[Site]:
-    """Park ``release``, ``hotfix`` and ``guarded`` runs (and one signal run, ``sig``, when
-    any run is guarded), make tokens, and serve them."""
+    """Park ``release``, ``hotfix`` and ``guarded`` runs (and, when any run is guarded, a
+    signal run ``sig`` and a failed run ``broken``), make tokens, and serve them."""
     store = folder / ".smithers"
     write(folder / "release.py", RELEASE)
     park(folder, store, "release.py:release", release)
@@ -92,6 +102,7 @@ def site(
         park(folder, store, "release.py:guarded", list(guarded))
         write(folder / "sig.py", SIGNAL_WORKFLOW)
         park(folder, store, "sig.py:waits", ["sig"])
+        _fail(folder, store, "broken")
     with opened_store(store) as s:
         tokens = {
             "alice": create_token(s, "alice", "approver", None).secret,
@@ -100,6 +111,15 @@ def site(
         }
     with serving(store, folder) as served:
         yield Site(served, folder, tokens)
+
+
+def _fail(folder: Path, store: Path, run_id: str) -> None:
+    """Run ``release.py:broken`` in this process until it fails."""
+    from smithers import run
+
+    definition = load_definition(str(folder / "release.py:broken")).definition
+    result = run(definition, store=str(store), run_id=run_id)
+    assert result.status == "failed", result
 
 
 def csrf_of(text: str) -> str:
