@@ -161,8 +161,8 @@ def test_deny_asks_for_confirmation_first(context: Any, web: Site) -> None:
 
 
 def test_a_second_browser_sees_the_gate_vanish_live(web: Site, chromium: Any, context: Any) -> None:
-    """A decision made in one browser removes the gate from another's open inbox, without
-    a reload."""
+    """A decision made in one browser removes the gate from another's open inbox and the
+    decision form from its open gate page, without a reload."""
     from playwright.sync_api import expect
 
     other = chromium.new_context()
@@ -172,11 +172,16 @@ def test_a_second_browser_sees_the_gate_vanish_live(web: Site, chromium: Any, co
         expect(row).to_have_count(1)
         expect(watcher.locator("body")).to_have_attribute("data-live", "open")
         watcher.evaluate("window.sameDocument = true")
+        open_gate = other.new_page()
+        open_gate.goto(gate_url(web, "live"))
+        expect(open_gate.locator("body")).to_have_attribute("data-live", "open")
         page = sign_in(context, web, path="/runs/live/gates/approve-deploy")
         page.get_by_role("button", name="Approve").click()
         expect(page.locator("#gate-status")).to_have_text("approved")
         expect(row).to_have_count(0)
         assert watcher.evaluate("window.sameDocument") is True
+        expect(open_gate.locator("#gate-status")).to_have_text("approved")
+        expect(open_gate.get_by_role("button", name="Approve")).to_have_count(0)
     finally:
         other.close()
 

@@ -48,6 +48,13 @@
           if (!fresh) return;
           live.replaceChildren.apply(live, Array.from(fresh.childNodes));
           localTimes(live);
+          // A gate decided elsewhere takes no second decision: drop its form.
+          var status = document.getElementById("gate-status");
+          if (status && status.textContent !== "requested") {
+            document.querySelectorAll("form.decide, form.confirm").forEach(function (f) {
+              f.remove();
+            });
+          }
           document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
         })
         .finally(function () { busy = false; });
