@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 import smithers.errors as errors
 from smithers.errors import SmithersError
@@ -317,13 +317,16 @@ def _wrap(service: Service, path: str, endpoint: Endpoint) -> Callable[[Request]
 
 
 def create_app(service: Service) -> Starlette:
-    """The ASGI application over ``service``: the API routes and the signed-link hooks."""
+    """The ASGI application over ``service``: the API routes, the signed-link hooks, and the
+    web pages with their static files."""
     from smithers.service.hooks import HOOK_ROUTES
+    from smithers.service.web import web_routes
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route(path, _wrap(service, path, endpoint), methods=methods)
         for path, endpoint, methods in [*ROUTES, *HOOK_ROUTES]
     ]
+    routes += web_routes(service)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         code = getattr(exc, "status_code", 404)

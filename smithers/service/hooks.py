@@ -4,39 +4,22 @@ the link was issued for. Bad signature 404, expired 410, used 409."""
 
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 
 from smithers.errors import AlreadyDecidedError
-from smithers.runtime.clock import format_iso
 from smithers.runtime.links import Link, verify
-from smithers.runtime.remote import decide_as, decision_document
+from smithers.runtime.remote import Recorded, decide_as, decision_document
 from smithers.service.http import json_response, refuse
 from smithers.store.records import ApprovalRecord
 
 if TYPE_CHECKING:
     from smithers.service.app import Endpoint, Service
 
-__all__ = ["HOOK_ROUTES", "hook_get", "hook_post"]
-
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body style="font-family: sans-serif; max-width: 40em; margin: 2em auto">
-<h1>{verb} this gate?</h1>
-<p><strong>{title}</strong></p>
-<p>{summary}</p>
-<dl>{metadata}</dl>
-<p>Gate <code>{node}</code> of run <code>{run}</code>, waiting since {since}.
-You act as <code>{who}</code>; the link expires at {expires}.</p>
-<form method="post"><label>Note <input name="note" maxlength="2000"></label>
-<button type="submit">{verb}</button></form>
-</body></html>
-"""
+__all__ = ["HOOK_ROUTES", "decide_by_link", "hook_get", "hook_post", "link_gate"]
 
 
 def _gate(service: Service, link: Link) -> ApprovalRecord:
@@ -75,26 +58,19 @@ async def hook_get(service: Service, request: Request) -> Response:
         if child.code != 0:
             refuse(404, child.error_type or "UnknownNodeError", child.error_message)
         return json_response(child.document)
+    from smithers.service.forms import link_page
+
+    return await link_page(service, request)
+
+
+def link_gate(service: Service, token: str) -> tuple[Link, ApprovalRecord]:
+    """A verified approval link and its gate, still requested (404, 410, 409 otherwise)."""
+    link = verify(service.store, token)
+    if link.action == "signal":
+        refuse(404, "LinkError", "This is a signal link; it shows a JSON Schema, not a page.")
     record = _gate(service, link)
     _used(link, record.status, record.decided_by)
-    request_doc = record.request
-    metadata = request_doc.get("metadata") or {}
-    assert isinstance(metadata, dict)
-    page = _PAGE.format(
-        verb="Approve" if link.action == "approve" else "Deny",
-        title=html.escape(str(request_doc.get("title") or "")),
-        summary=html.escape(str(request_doc.get("summary") or "")),
-        metadata="".join(
-            f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(str(v))}</dd>"
-            for k, v in metadata.items()
-        ),
-        node=html.escape(link.node_id),
-        run=html.escape(link.run_id),
-        since=html.escape(record.requested_at),
-        who=html.escape(link.issued_for),
-        expires=format_iso(link.expires_at),
-    )
-    return HTMLResponse(page)
+    return link, record
 
 
 async def hook_post(service: Service, request: Request) -> Response:
@@ -109,6 +85,12 @@ async def hook_post(service: Service, request: Request) -> Response:
     if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         form = parse_qs((await request.body()).decode(errors="replace"))
         note = (form.get("note") or [""])[0] or None
+    recorded = decide_by_link(service, link, note)
+    return json_response(decision_document(service.store, recorded, service.store_flag))
+
+
+def decide_by_link(service: Service, link: Link, note: str | None) -> Recorded:
+    """Decide a link's gate as the name it was issued for (409 once it is used)."""
     record = _gate(service, link)
     _used(link, record.status, record.decided_by)
     try:
@@ -129,7 +111,7 @@ async def hook_post(service: Service, request: Request) -> Response:
         _used(link, recorded.record.status, recorded.record.decided_by)
     service.metrics.decisions.labels("approved" if link.action == "approve" else "denied").inc()
     service.news()
-    return json_response(decision_document(service.store, recorded, service.store_flag))
+    return recorded
 
 
 HOOK_ROUTES: list[tuple[str, Endpoint, list[str]]] = [

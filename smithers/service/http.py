@@ -101,13 +101,22 @@ def status_of(exc: SmithersError) -> int:
 
 
 def principal(store: Store, request: Request, permission: Permission) -> TokenRecord:
-    """The token a request carries, allowed ``permission``.
+    """The token a request carries (its bearer header, or for a GET the web page's session
+    cookie), allowed ``permission``.
 
     Raises:
         Refusal: 401 without a token or with one that is unknown, revoked or expired; 403
             when its role does not grant ``permission``.
     """
     header = request.headers.get("authorization", "")
+    if not header and request.method in ("GET", "HEAD"):
+        # The web page's EventSource and downloads carry the session cookie, not a header;
+        # a cookie never authorizes a change (the page's forms check a CSRF token).
+        from smithers.service.session import session_token
+
+        session = session_token(store, request)
+        if session is not None:
+            return _granted(session, permission)
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         refuse(
@@ -124,6 +133,11 @@ def principal(store: Store, request: Request, permission: Permission) -> TokenRe
             "The bearer token is unknown, revoked or expired; make a new one with "
             "`smithers token create NAME`.",
         )
+    return _granted(token, permission)
+
+
+def _granted(token: TokenRecord, permission: Permission) -> TokenRecord:
+    """``token``, when its role grants ``permission`` (403 otherwise)."""
     if not allows(token.role, permission):
         refuse(
             403,
