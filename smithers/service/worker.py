@@ -33,7 +33,11 @@ from smithers.store.records import Lease, RunRecord
 
 __all__ = ["CLAIM_FOR", "ClaimingStore", "WakingStore", "Worker"]
 
-CLAIM_FOR = 30.0  # seconds a claim covers the gap between finding a run and its lease
+# Seconds a claim covers the gap between finding a run and its child taking the lease: as
+# long as an owner's silence before it counts as dead, so a worker killed with its claims
+# delays their runs no longer than one killed with its leases. A child slower than this to
+# start only meets the lease of a second one (RunLockedError: no failure).
+CLAIM_FOR = 10.0
 # Exit codes of `smithers resume` that mean the resume itself went as it should.
 _DONE = {0: "finished", 1: "failed", 2: "cancelled", 3: "waiting", 130: "interrupted"}
 # Errors that mean another process got there first: no failure, no backoff.
