@@ -2,7 +2,8 @@
 as two hosts finish 300 runs with gates and parallel tasks while approvals arrive and one
 worker is killed -9 with its resumes; and an owner stalled past its lease has its late commit
 refused after a worker on another host took the run over; a failed resume's backoff hides
-the run from every worker's claims."""
+the run from every worker's claims; a decision on another connection wakes a worker at once
+(LISTEN/NOTIFY), not at its next poll."""
 
 from __future__ import annotations
 
@@ -317,3 +318,44 @@ def test_a_failed_resumes_backoff_hides_the_run_from_every_workers_claim(
         assert asyncio.run(first.tick()) == 1
         assert store.worker_claim("r") is None
     assert started == ["r", "r", "r"]
+
+
+def test_a_decision_from_another_connection_wakes_a_worker_without_polling(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker polling only every 10 minutes resumes a run as soon as another connection
+    (another machine, as the server sees it) approves its gate: LISTEN/NOTIFY woke it."""
+    import psycopg
+
+    write(tmp_path / "flow.py", FLOW)
+    definition = load_definition(str(tmp_path / "flow.py:flow")).definition
+    # Stand-in children leave the news in place, so the run is found again after each one.
+    started = _children(monkeypatch, [Child(0, {"run_id": "r", "status": "finished"}, "")] * 999)
+
+    def listening() -> bool:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN smithers_wake'"
+            ).fetchone()
+        return bool(row and row[0])
+
+    async def scenario(store: Store, approver: Store) -> None:
+        worker = Worker(store, poll=600.0)
+        loop = asyncio.create_task(worker.run_forever())
+        deadline = time.monotonic() + 30.0  # a hang guard, far below the poll interval
+        try:
+            while not await asyncio.to_thread(listening):
+                assert time.monotonic() < deadline, "the worker never listened"
+                await asyncio.sleep(0.01)
+            await asyncio.to_thread(approve, "r", "gate", store=approver, by="ann")
+            while not started:
+                assert time.monotonic() < deadline, "the worker was not woken"
+                await asyncio.sleep(0.01)
+        finally:
+            worker.stop()
+            await loop
+
+    with open_store(pg_url) as store, open_store(pg_url) as approver:
+        run(definition, store=store, run_id="r")
+        asyncio.run(scenario(store, approver))
+    assert set(started) == {"r"}
