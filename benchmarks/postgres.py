@@ -1,8 +1,10 @@
 """The PostgreSQL store's figures (DESIGN §10): chain 1,000 per node beside LMDB's, and beside
-one durable single-row commit on the same server.
+one durable single-row commit on the same server; runs finished per second by 1, 2 and 4
+``smithers worker`` processes on one database.
 
     python benchmarks/postgres.py                  # starts a throwaway durable server
     python benchmarks/postgres.py --url URL        # or measures an existing database
+    python benchmarks/postgres.py --only workers   # just the workers (or: --only chain)
 
 The throwaway server runs with PostgreSQL's defaults (fsync and synchronous_commit on) on a
 loopback port, from Debian's binaries, as the ``postgres`` user when run as root. The chain
@@ -14,7 +16,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -54,10 +59,109 @@ def fresh_database(url: str) -> str:
     return url.rsplit("/", 1)[0] + "/" + name
 
 
+# A gate, then three tasks at once, then two: what a worker's resume runs after an approval.
+WORKER_FLOW = """
+from smithers import Approval, ApprovalRequest, Parallel, Sequence, Task, Workflow, smithers
+
+
+@smithers
+def flow(ctx):
+    return Workflow(
+        Sequence(
+            Approval(id="gate", request=ApprovalRequest(title="Go?")),
+            Parallel(*[Task(id=n, output=int, value=1) for n in ("a", "b", "c")]),
+            Parallel(*[Task(id=n, output=int, value=1) for n in ("d", "e")]),
+        ),
+        name="flow",
+    )
+"""
+
+
+def workers_throughput(url: str, folder: str, workers: int, runs: int, slots: int) -> str:
+    """Runs finished per second by ``workers`` worker processes (``--workers slots`` each)
+    over ``runs`` approved runs, timed from the workers' start to the last run finished;
+    with the CPU seconds per run spent in smithers processes (workers and their resumes)."""
+    from smithers import approve, run
+    from smithers.runtime.loader import load_definition
+    from smithers.store import open_store
+
+    here = os.path.join(folder, f"workers-{workers}")
+    os.makedirs(here)
+    with open(os.path.join(here, "flow.py"), "w") as file:
+        file.write(WORKER_FLOW)
+    definition = load_definition(os.path.join(here, "flow.py:flow")).definition
+    target = fresh_database(url)
+    store = open_store(target)
+    cwd = os.getcwd()
+    os.chdir(here)
+    try:
+        for i in range(runs):
+            run(definition, store=store, run_id=f"r{i}")
+            approve(f"r{i}", "gate", store=store, by="bench")
+    finally:
+        os.chdir(cwd)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("SMITHERS_STORE", None)
+    argv = [sys.executable, "-m", "smithers", "--store", target, "worker", "--workers", str(slots)]
+    cpu = _children_cpu()
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            argv, cwd=here, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        for _ in range(workers)
+    ]
+    try:
+        while len(store.runs("finished")) < runs:
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - start
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait()
+        store.close()
+    used = _children_cpu() - cpu
+    return f"{runs / elapsed:.1f} runs/s ({elapsed:.1f} s; {used / runs * 1000:.0f} ms CPU per run)"
+
+
+def resume_floor(url: str, folder: str, n: int = 10) -> str:
+    """What one ``smithers resume`` child costs before any work: resuming a finished run
+    (start the interpreter, import, connect, read the run, print its document)."""
+    from smithers import run
+    from smithers.runtime.loader import load_definition
+
+    here = os.path.join(folder, "floor")
+    os.makedirs(here)
+    with open(os.path.join(here, "flow.py"), "w") as file:
+        file.write(WORKER_FLOW.replace("Approval(id=", "None and Approval(id="))
+    definition = load_definition(os.path.join(here, "flow.py:flow")).definition
+    target = fresh_database(url)
+    run(definition, store=target, run_id="done")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "smithers", "--store", target, "--json", "resume", "done"]
+    walls, cpus = [], []
+    for _ in range(n):
+        cpu, start = _children_cpu(), time.perf_counter()
+        subprocess.run(argv, cwd=here, env=env, capture_output=True, check=True)
+        walls.append(time.perf_counter() - start)
+        cpus.append(_children_cpu() - cpu)
+    med = statistics.median
+    return f"{med(walls) * 1000:.0f} ms wall, {med(cpus) * 1000:.0f} ms CPU (median of {n})"
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="a database to measure in (default: a throwaway server)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each measurement")
+    parser.add_argument("--only", choices=["chain", "workers"], help="measure one part only")
+    parser.add_argument("--runs", type=int, default=200, help="runs for the workers' figure")
+    parser.add_argument("--slots", type=int, default=2, help="each worker's --workers")
     args = parser.parse_args()
     with ExitStack() as stack:
         url = args.url
@@ -68,6 +172,15 @@ def main() -> None:
             url = stack.enter_context(cluster()).url()
         folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-pg-"))
         print(f"PostgreSQL benchmarks ({os.cpu_count()} cpus), {args.rounds} rounds", flush=True)
+        if args.only != "chain":
+            print(
+                f"floor: one `smithers resume` child that runs nothing: {resume_floor(url, folder)}"
+            )
+            for count in (1, 2, 4):
+                figure = workers_throughput(url, folder, count, args.runs, args.slots)
+                print(f"{count} worker(s) x --workers {args.slots}, {args.runs} runs: {figure}")
+        if args.only == "workers":
+            return
         lmdb_floor, lmdb_chain, pg_floor, pg_chain, pg_async = [], [], [], [], []
         for i in range(args.rounds):
             lmdb_floor.extend(floor_commit(folder, 300, name=f"floor-{i}"))

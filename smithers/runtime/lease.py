@@ -14,6 +14,7 @@ from smithers.store.records import Lease
 __all__ = [
     "DEAD_AFTER",
     "HEARTBEAT_EVERY",
+    "HOST_ENV",
     "describe_owner",
     "hostname",
     "is_dead",
@@ -25,11 +26,15 @@ __all__ = [
 
 HEARTBEAT_EVERY = 3.0  # seconds between heartbeat commits
 DEAD_AFTER = 10.0  # an owner silent this long is dead, wherever it runs
-_HOST = socket.gethostname()
+HOST_ENV = "SMITHERS_HOSTNAME"
+# For tests and containers only: a name to use instead of the machine's, so that processes
+# on one machine can pose as several hosts (a lease names its host, and a pid is judged
+# only on its own host). Two real machines must never share a name.
+_HOST = os.environ.get(HOST_ENV) or socket.gethostname()
 
 
 def hostname() -> str:
-    """This machine's host name."""
+    """This machine's host name (``$SMITHERS_HOSTNAME`` when set: tests and containers)."""
     return _HOST
 
 

@@ -5,6 +5,13 @@ each in a ``smithers resume`` child process, at most ``workers`` at once.
 A short claim in the store keeps two workers from starting the same run at once; the run's
 lease keeps them from executing it twice. A resume that fails to load is retried with an
 exponential backoff recorded on the claim (``smithers status`` shows it), never in a loop.
+
+A store that can claim due runs itself (PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so workers on
+many machines take different runs in one transaction each) is asked for exactly as many runs
+as there are free slots; a store that can wait for news (PostgreSQL: LISTEN/NOTIFY) wakes the
+worker as soon as another process commits one, with polling every ``poll`` seconds as the
+fallback. Other stores are asked `Store.due_runs` and each run is claimed with
+`Store.claim_run`.
 """
 
 from __future__ import annotations
@@ -14,21 +21,52 @@ import contextlib
 import os
 import secrets
 import signal
+import threading
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 from smithers.runtime import clock
 from smithers.runtime.lease import hostname, is_dead
 from smithers.service.children import finish_child, run_dir, start_child
-from smithers.store.base import Batch, Store
-from smithers.store.records import RunRecord
+from smithers.store.base import DEAD_AFTER, Batch, DueRun, Store
+from smithers.store.records import Lease, RunRecord
 
-__all__ = ["CLAIM_FOR", "Worker"]
+__all__ = ["CLAIM_FOR", "ClaimingStore", "WakingStore", "Worker"]
 
-CLAIM_FOR = 30.0  # seconds a claim covers the gap between finding a run and its lease
+# Seconds a claim covers the gap between finding a run and its child taking the lease: as
+# long as an owner's silence before it counts as dead, so a worker killed with its claims
+# delays their runs no longer than one killed with its leases. A child slower than this to
+# start only meets the lease of a second one (RunLockedError: no failure).
+CLAIM_FOR = 10.0
 # Exit codes of `smithers resume` that mean the resume itself went as it should.
 _DONE = {0: "finished", 1: "failed", 2: "cancelled", 3: "waiting", 130: "interrupted"}
 # Errors that mean another process got there first: no failure, no backoff.
 _NOT_FAILURES = {"RunLockedError": "locked", "RunNotFoundError": "gone"}
+
+
+@runtime_checkable
+class ClaimingStore(Protocol):
+    """A store that finds and claims due runs in one step (PostgreSQL)."""
+
+    def claim_due_runs(
+        self,
+        now: float,
+        limit: int,
+        *,
+        hold_for: float = CLAIM_FOR,
+        is_dead: Callable[[Lease], bool] | None = None,
+        dead_after: float = DEAD_AFTER,
+        owner: str | None = None,
+    ) -> list[DueRun]:
+        """Claim up to ``limit`` due runs for ``owner``, skipping runs others claimed."""
+
+
+@runtime_checkable
+class WakingStore(Protocol):
+    """A store that can tell a waiting worker another process committed news (PostgreSQL)."""
+
+    def wait_for_news(self, timeout: float) -> bool:
+        """Block until news may have arrived or ``timeout`` passes; True on a notification."""
 
 
 class Worker:
@@ -89,6 +127,23 @@ class Worker:
     def _claim(self, run: RunRecord) -> bool:
         now = clock.now()
         return self.store.claim_run(run.run_id, self.name, now=now, until=now + CLAIM_FOR)
+
+    def _claim_due(self, store: ClaimingStore, free: int) -> list[RunRecord]:
+        """Claim up to ``free`` due runs in one transaction; give back those this worker
+        resumes already or (a tick) resumed once."""
+        claimed = store.claim_due_runs(
+            clock.now(), free, hold_for=CLAIM_FOR, is_dead=is_dead, owner=self.name
+        )
+        runs = []
+        for due in claimed:
+            run_id = due.run.run_id
+            if run_id in self._running:
+                continue  # its resume ends soon and releases the claim then
+            if run_id in self._done:
+                self.store.release_claim(run_id, self.name)
+                continue
+            runs.append(due.run)
+        return runs
 
     # -- resuming -------------------------------------------------------------------------------
 
@@ -154,6 +209,15 @@ class Worker:
 
         With ``once`` (a tick) a run started is not started again in the same tick.
         """
+        store = self.store
+        if isinstance(store, ClaimingStore):
+            free = self.workers - len(self._running)
+            if self.stopping or free <= 0:
+                return 0
+            claimed = self._claim_due(store, free)
+            for run in claimed:
+                self._start(run, once=once)
+            return len(claimed)
         started = 0
         for run in self.due():
             if self.stopping or len(self._running) >= self.workers:
@@ -173,12 +237,34 @@ class Worker:
     async def run_forever(self) -> None:
         """Resume runs as news arrives until `stop` is called."""
         self._wake = asyncio.Event()
-        while not self.stopping:
-            self._wake.clear()
-            self.start_due()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll)
-        await self.drain()
+        listener = self._listen(asyncio.get_running_loop())
+        try:
+            while not self.stopping:
+                self._wake.clear()
+                self.start_due()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll)
+            await self.drain()
+        finally:
+            if listener is not None:
+                await asyncio.to_thread(listener.join)
+
+    def _listen(self, loop: asyncio.AbstractEventLoop) -> threading.Thread | None:
+        """Start a thread that pokes the loop whenever the store says news may have come
+        (LISTEN/NOTIFY on PostgreSQL); None when the store cannot tell."""
+        store = self.store
+        if not isinstance(store, WakingStore):
+            return None
+
+        def listen() -> None:
+            while not self.stopping:
+                # Short waits: the thread notices `stop` within a second.
+                if store.wait_for_news(min(self.poll, 1.0)) and not self.stopping:
+                    loop.call_soon_threadsafe(self.poke)
+
+        thread = threading.Thread(target=listen, name="smithers-worker-listen", daemon=True)
+        thread.start()
+        return thread
 
     async def tick(self) -> int:
         """One pass: resume every run due now (``workers`` at a time) and wait for them.

@@ -203,6 +203,7 @@ def test_the_workers_questions_are_answered_by_their_indexes(pg: PostgresStore) 
         "smithers_runs_news",
         "smithers_runs_wake",
         "smithers_runs_leases",
+        "smithers_runs_by_status",
     ]
     assert len(found) == len(names)
     for plan, name in zip(found, names, strict=True):

@@ -16,6 +16,7 @@ __all__ = [
     "add_token",
     "claim_run",
     "link_key",
+    "record_claim",
     "release_claim",
     "revoke_token",
     "tokens",
@@ -110,8 +111,29 @@ def _put_claim(cur: Any, claim: WorkerClaim) -> None:
     )
 
 
+def _lock_run_row(cur: Any, run_id: str) -> None:
+    """Lock the run's row first (when the run exists), as `claim_due_runs` does, so that
+    claimers take their locks in one order."""
+    cur.execute("SELECT 1 FROM smithers_runs WHERE run_id = %s FOR UPDATE", (run_id,))
+    cur.fetchall()
+
+
+def _hide_until(cur: Any, run_id: str, until: float | None) -> None:
+    """Set the run row's ``claimed_until`` (what `claim_due_runs` skips on)."""
+    cur.execute("UPDATE smithers_runs SET claimed_until = %s WHERE run_id = %s", (until, run_id))
+
+
+def record_claim(cur: Any, run_id: str, owner: str, until: float) -> None:
+    """Record ``owner``'s claim until ``until``, keeping the run's failures (the caller has
+    locked the run's row and judged the claim free)."""
+    found = _claim(cur, run_id)
+    base = found or WorkerClaim(run_id=run_id)
+    _put_claim(cur, msgspec.structs.replace(base, owner=owner, until=until))
+
+
 def claim_run(cur: Any, run_id: str, owner: str, now: float, until: float) -> bool:
     """Claim a run for ``owner`` unless another claim (or a failure's backoff) holds it."""
+    _lock_run_row(cur, run_id)
     # A first claim of a run has no row to lock: serialise claimers of this run id.
     cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("smithers-claim:" + run_id,))
     cur.fetchone()
@@ -120,6 +142,7 @@ def claim_run(cur: Any, run_id: str, owner: str, now: float, until: float) -> bo
         return False
     base = found or WorkerClaim(run_id=run_id)
     _put_claim(cur, msgspec.structs.replace(base, owner=owner, until=until))
+    _hide_until(cur, run_id, until)
     return True
 
 
@@ -132,12 +155,15 @@ def release_claim(
     retry_at: float | None,
 ) -> None:
     """Drop ``owner``'s claim; on a failure keep it as a backoff until ``retry_at``."""
+    _lock_run_row(cur, run_id)
     found = _claim(cur, run_id)
     if found is not None and found.owner != owner:
         return  # the claim lapsed and another worker holds it now
     if failure is None:
         cur.execute("DELETE FROM smithers_claims WHERE run_id = %s", (run_id,))
+        _hide_until(cur, run_id, None)
         return
+    _hide_until(cur, run_id, retry_at or 0.0)
     base = found or WorkerClaim(run_id=run_id)
     _put_claim(
         cur,

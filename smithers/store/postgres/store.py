@@ -67,6 +67,9 @@ _APPROVAL = msgspec.json.Decoder(ApprovalRecord)
 _SIGNAL = msgspec.json.Decoder(SignalRecord)
 _MEMBERS = msgspec.json.Decoder(list[str])
 _NEXT_RUN_KEY = "UPDATE smithers_counters SET value = value + 1 WHERE name = 'runs' RETURNING value"
+_END_CLAIM = (
+    "UPDATE smithers_runs SET claimed_until = NULL WHERE key = %s AND claimed_until IS NOT NULL"
+)
 _LOCK_RUN = f"SELECT {RUN_COLUMNS} FROM smithers_runs WHERE run_id = %s FOR UPDATE"
 
 
@@ -172,6 +175,7 @@ class PostgresStore:
         hold_for: float = 30.0,
         is_dead: Callable[[Lease], bool] | None = None,
         dead_after: float = DEAD_AFTER,
+        owner: str | None = None,
     ) -> list[DueRun]:
         """Like `due_runs`, but claim the runs so that other workers skip them for a while.
 
@@ -186,15 +190,24 @@ class PostgresStore:
             is_dead: Judges leased runs' owners (in the transaction); by default, silence
                 for ``dead_after`` seconds.
             dead_after: Seconds of silence after which an owner counts as dead by default.
+            owner: The claiming worker's name: each claim is recorded for it as `claim_run`
+                records one (so `release_claim` ends it, or counts a failure's backoff).
 
         Returns:
-            The claimed runs with the reason each is due.
+            The claimed runs with the reason each is due (running runs nobody holds, left
+            by an interrupted owner, count as ``owner-dead``).
         """
         if limit <= 0:
             return []
         return self._write(
             lambda cur: claim_due_runs(
-                cur, now, limit, hold_for=hold_for, is_dead=is_dead, dead_after=dead_after
+                cur,
+                now,
+                limit,
+                hold_for=hold_for,
+                is_dead=is_dead,
+                dead_after=dead_after,
+                owner=owner,
             )
         )
 
@@ -348,6 +361,9 @@ class PostgresStore:
                 epoch=epoch,
                 wake_at=None,
             )
+            # A worker's claim ends when the lease is taken: from now the lease decides, and
+            # an owner that dies is found as soon as it counts as dead.
+            cur.execute(_END_CLAIM, (key,))
             return new_run
 
         return self._write(write)
