@@ -17,6 +17,7 @@ from smithers.errors import (
 )
 from smithers.store.records import (
     ApprovalRecord,
+    ArtifactRecord,
     AttemptRecord,
     EventRecord,
     GroupRecord,
@@ -28,6 +29,7 @@ from smithers.store.records import (
     RunRecord,
     SignalRecord,
     TokenRecord,
+    WebhookRecord,
     WorkerClaim,
 )
 
@@ -365,6 +367,44 @@ class Store(Protocol):
 
     def worker_claim(self, run_id: str) -> WorkerClaim | None:
         """The run's claim and failures to resume, or None."""
+
+    # -- artifacts, consumer cursors, webhooks (DESIGN §14) ----------------------------------
+
+    def put_artifact(self, record: ArtifactRecord, data: bytes) -> None:
+        """Store ``data`` once under its SHA-256 and list ``record`` with its run.
+
+        Raises:
+            InputError: When ``data`` does not hash to ``record.sha256``; nothing is written.
+        """
+
+    def artifact_data(self, sha256: str) -> bytes | None:
+        """An artifact's bytes, checked against their digest on every read, or None.
+
+        Raises:
+            StoreError: When the stored bytes no longer hash to ``sha256`` (damage).
+        """
+
+    def run_artifacts(self, run_id: str) -> list[ArtifactRecord]:
+        """The artifacts put by a run's tasks, by digest then name."""
+
+    def cursor(self, name: str) -> int:
+        """The last event number consumer ``name`` acknowledged; 0 when it has none."""
+
+    def set_cursor(self, name: str, seq: int) -> None:
+        """Record that consumer ``name`` has handled every event up to ``seq``."""
+
+    def add_webhook(self, hook: WebhookRecord) -> None:
+        """Store a new webhook under its name.
+
+        Raises:
+            InputError: When a webhook of that name exists; nothing is written.
+        """
+
+    def webhooks(self) -> list[WebhookRecord]:
+        """Every webhook, by name."""
+
+    def remove_webhook(self, name: str) -> bool:
+        """Delete webhook ``name`` and its cursor; return whether it existed."""
 
 
 def run_not_found(

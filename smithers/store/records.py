@@ -13,6 +13,7 @@ import msgspec
 __all__ = [
     "TERMINAL_RUN_STATUSES",
     "ApprovalRecord",
+    "ArtifactRecord",
     "AttemptRecord",
     "DefinitionRef",
     "ErrorInfo",
@@ -29,6 +30,7 @@ __all__ = [
     "RunStatus",
     "SignalRecord",
     "TokenRecord",
+    "WebhookRecord",
     "WorkerClaim",
 ]
 
@@ -372,3 +374,29 @@ class WorkerClaim(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     failures: int = 0
     error: str | None = None
     failed_at: str | None = None
+
+
+# -- artifacts, consumer cursors, webhooks (DESIGN §14) ---------------------------------------
+
+
+class ArtifactRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One artifact of a run: its content's SHA-256 (hex), what the task called it, its size
+    in bytes and media type. The bytes are stored once per digest, apart."""
+
+    run_id: str
+    sha256: str
+    name: str
+    size: int
+    media_type: str | None = None
+    created_at: str | None = None
+
+
+class WebhookRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A webhook: the worker POSTs each event whose type is in ``events`` to ``url``, signed
+    with ``secret`` (HMAC-SHA256) when one is set; its cursor is ``webhook:NAME``."""
+
+    name: str
+    url: str
+    events: tuple[str, ...]
+    secret: str | None = None
+    created_at: str | None = None

@@ -31,7 +31,7 @@ from smithers.store.base import (
     check_token,
     run_not_found,
 )
-from smithers.store.kv import service
+from smithers.store.kv import flow, service
 from smithers.store.kv.indexes import due_runs, put_run
 from smithers.store.kv.keys import (
     MAX_KEY,
@@ -44,6 +44,7 @@ from smithers.store.kv.protocol import KV, Txn
 from smithers.store.records import (
     TERMINAL_RUN_STATUSES,
     ApprovalRecord,
+    ArtifactRecord,
     AttemptRecord,
     EventRecord,
     GroupRecord,
@@ -55,6 +56,7 @@ from smithers.store.records import (
     RunRecord,
     SignalRecord,
     TokenRecord,
+    WebhookRecord,
     WorkerClaim,
 )
 from smithers.store.votes import apply_decision
@@ -588,3 +590,29 @@ class KVStore:
 
     def worker_claim(self, run_id: str) -> WorkerClaim | None:
         return service.worker_claim(self._kv, run_id)
+
+    # -- artifacts, consumer cursors, webhooks (DESIGN §14) ----------------------------------
+
+    def put_artifact(self, record: ArtifactRecord, data: bytes) -> None:
+        flow.put_artifact(self._kv, record, data)
+
+    def artifact_data(self, sha256: str) -> bytes | None:
+        return flow.artifact_data(self._kv, sha256)
+
+    def run_artifacts(self, run_id: str) -> list[ArtifactRecord]:
+        return flow.run_artifacts(self._kv, run_id)
+
+    def cursor(self, name: str) -> int:
+        return flow.cursor(self._kv, name)
+
+    def set_cursor(self, name: str, seq: int) -> None:
+        flow.set_cursor(self._kv, name, seq)
+
+    def add_webhook(self, hook: WebhookRecord) -> None:
+        flow.add_webhook(self._kv, hook)
+
+    def webhooks(self) -> list[WebhookRecord]:
+        return flow.webhooks(self._kv)
+
+    def remove_webhook(self, name: str) -> bool:
+        return flow.remove_webhook(self._kv, name)

@@ -21,6 +21,7 @@ from smithers.errors import (
     SignalError,
     SmithersError,
 )
+from smithers.store.artifacts import verified
 from smithers.store.base import (
     DEAD_AFTER,
     Batch,
@@ -33,7 +34,7 @@ from smithers.store.base import (
     run_not_found,
 )
 from smithers.store.kv.keys import MAX_KEY
-from smithers.store.postgres import reads, service
+from smithers.store.postgres import flow, reads, service
 from smithers.store.postgres.claims import claim_due_runs
 from smithers.store.postgres.connection import Pool
 from smithers.store.postgres.events import Listener, append_events
@@ -47,6 +48,7 @@ from smithers.store.postgres.rows import (
 from smithers.store.records import (
     TERMINAL_RUN_STATUSES,
     ApprovalRecord,
+    ArtifactRecord,
     AttemptRecord,
     EventRecord,
     Iteration,
@@ -56,6 +58,7 @@ from smithers.store.records import (
     RunRecord,
     SignalRecord,
     TokenRecord,
+    WebhookRecord,
     WorkerClaim,
 )
 from smithers.store.votes import apply_decision
@@ -508,6 +511,33 @@ class PostgresStore:
 
     def worker_claim(self, run_id: str) -> WorkerClaim | None:
         return self._read(lambda cur: service.worker_claim(cur, run_id))
+
+    # -- artifacts, consumer cursors, webhooks (DESIGN §14) ----------------------------------
+
+    def put_artifact(self, record: ArtifactRecord, data: bytes) -> None:
+        self._write(lambda cur: flow.put_artifact(cur, record, data))
+
+    def artifact_data(self, sha256: str) -> bytes | None:
+        data = self._read(lambda cur: flow.artifact_data(cur, sha256))
+        return verified(sha256, data, self.location)
+
+    def run_artifacts(self, run_id: str) -> list[ArtifactRecord]:
+        return self._read(lambda cur: flow.run_artifacts(cur, run_id))
+
+    def cursor(self, name: str) -> int:
+        return self._read(lambda cur: flow.cursor(cur, name))
+
+    def set_cursor(self, name: str, seq: int) -> None:
+        self._write(lambda cur: flow.set_cursor(cur, name, seq))
+
+    def add_webhook(self, hook: WebhookRecord) -> None:
+        self._write(lambda cur: flow.add_webhook(cur, hook))
+
+    def webhooks(self) -> list[WebhookRecord]:
+        return self._read(flow.webhooks)
+
+    def remove_webhook(self, name: str) -> bool:
+        return self._write(lambda cur: flow.remove_webhook(cur, name))
 
 
 def _approval(cur: Any, key: int, node_id: str, iteration: Iteration) -> ApprovalRecord | None:
