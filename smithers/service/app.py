@@ -318,11 +318,12 @@ def _wrap(service: Service, path: str, endpoint: Endpoint) -> Callable[[Request]
 
 def create_app(service: Service) -> Starlette:
     """The ASGI application over ``service``: the API routes and the signed-link hooks."""
+    from smithers.service.artifacts import ARTIFACT_ROUTES
     from smithers.service.hooks import HOOK_ROUTES
 
     routes = [
         Route(path, _wrap(service, path, endpoint), methods=methods)
-        for path, endpoint, methods in [*ROUTES, *HOOK_ROUTES]
+        for path, endpoint, methods in [*ROUTES, *HOOK_ROUTES, *ARTIFACT_ROUTES]
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:
