@@ -36,6 +36,7 @@ __all__ = [
 
 Iteration = tuple[int, ...]
 RunStatus = Literal[
+    "queued",
     "running",
     "waiting-approval",
     "waiting-signal",
@@ -119,6 +120,9 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     wake_at: float | None = None
     # Who started the run (``--by``, ``$SMITHERS_ACTOR``, the OS user): `forbid_self` bars them.
     started_by: str | None = None
+    # The run's concurrency key (DESIGN §14): runs sharing it share the workflow's limit.
+    concurrency_key: str | None = None
+    concurrency_limit: int = 1
 
 
 # Records written once or more per node carry short names on disk (their Python names are
@@ -273,6 +277,7 @@ class SignalRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
 
 
 EventType = Literal[
+    "run.queued",
     "run.started",
     "run.resumed",
     "run.waiting",
