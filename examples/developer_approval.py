@@ -131,15 +131,9 @@ def apply(plan: Plan, task: TaskInfo) -> Merge:
     if found:
         return Merge(commit=found.splitlines()[0], branch=plan.branch)
     git(plan.repo, "checkout", "--quiet", "main")
-    git(
-        plan.repo,
-        "merge",
-        "--no-ff",
-        "--quiet",
-        plan.branch,
-        "-m",
-        f"Merge {plan.branch}\n\n{marker}",
-    )
+    who = ["-c", "user.name=smithers", "-c", "user.email=smithers@localhost"]
+    message = f"Merge {plan.branch}\n\n{marker}"
+    git(plan.repo, *who, "merge", "--no-ff", "--quiet", plan.branch, "-m", message)
     if os.environ.get("SMITHERS_EXAMPLE_CRASH_AFTER_MERGE") == task.run_id:
         os.kill(os.getpid(), signal.SIGKILL)  # for the tests: die before the output commits
     return Merge(commit=git(plan.repo, "rev-parse", "main"), branch=plan.branch)
