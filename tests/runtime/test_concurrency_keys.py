@@ -94,3 +94,27 @@ def test_invalid_concurrency_options_are_definition_errors() -> None:
         smithers.smithers(on_limit="wait")  # type: ignore[arg-type]
     with pytest.raises(DefinitionError, match="concurrency_key='repo'"):
         smithers.smithers(concurrency_key="repo")  # type: ignore[arg-type]
+
+
+def test_cancelling_the_run_ahead_promotes_the_next_for_the_worker(store: Store) -> None:
+    """Cancel frees the key: the queued run turns running with no owner, and a resume (what
+    the worker starts) drives it to its gate."""
+    run(QUEUE, store, run_id="a", input={"repo": "x"})
+    run(QUEUE, store, run_id="b", input={"repo": "x"})
+    smithers.cancel("a", store=store)
+    promoted = store.get_run("b")
+    assert promoted is not None
+    assert (promoted.status, promoted.lease) == ("running", None)
+    assert smithers.resume("b", store=store).status == "waiting-approval"
+
+
+def test_the_worker_pass_promotes_runs_whose_ender_never_did(store: Store) -> None:
+    """promote_queued() (each worker pass) starts a queued run whose run ahead ended without
+    promoting it (its process died after the final commit)."""
+    from smithers.store.base import Batch
+
+    run(QUEUE, store, run_id="a", input={"repo": "x"})
+    run(QUEUE, store, run_id="b", input={"repo": "x"})
+    store.commit("a", Batch(run={"status": "failed", "lease": None}), token=None)
+    assert promote_queued(store) == ["b"]
+    assert promote_queued(store) == []
