@@ -102,3 +102,27 @@ def test_the_signed_link_callback_then_a_denial_leaves_main_alone(tmp_path: Path
         wait_for(lambda: status_of(store, "dev") == "failed", "the denial applied")
     assert git(repo, "log", "main", "--format=%s").splitlines() == ["start"]
     assert "smithers/dev" in git(repo, "branch", "--list")  # the agent's branch, unmerged
+
+
+def test_two_change_requests_to_one_repository_run_one_after_the_other(tmp_path: Path) -> None:
+    """The second request is queued behind the first; approving the first starts the second
+    (its agent clones the merged main), so both changes land without a conflict."""
+    repo = make_repo(tmp_path)
+    store = tmp_path / "store"
+    env = child_env(SMITHERS_STORE=str(store))
+
+    def cli(*args: str) -> object:
+        return smithers_cli(store, *args, cwd=tmp_path, env=env)
+
+    cli("run", FLOW, "--run-id", "one", "--input", _input(repo))
+    second = json.dumps({"repo": str(repo), "line": "Second"})
+    queued = cli("run", FLOW, "--run-id", "two", "--input", second)
+    assert queued.code == 3, queued.err  # type: ignore[attr-defined]
+    assert "Queued behind run one" in queued.out  # type: ignore[attr-defined]
+    wait_for(lambda: status_of(store, "one") == "waiting-approval", "the first agent")
+    assert status_of(store, "two") == "queued"
+    assert cli("approve", "one", "--by", "lead").code == 0  # type: ignore[attr-defined]
+    wait_for(lambda: status_of(store, "two") == "waiting-approval", "the second agent")
+    assert cli("approve", "two", "--by", "lead").code == 0  # type: ignore[attr-defined]
+    assert git(repo, "show", "main:NOTES.md").splitlines()[-2:] == [LINE, "Second"]
+    assert len(git(repo, "log", "main", "--merges", "--format=%H").splitlines()) == 2
