@@ -16,7 +16,7 @@ from smithers.compiler.graph import Graph
 from smithers.compiler.render import encode_input, input_decoder
 from smithers.components.definition import WorkflowDefinition
 from smithers.components.element import is_valid_id
-from smithers.errors import InputError, SmithersError
+from smithers.errors import ConcurrencyLimitError, InputError, SmithersError
 from smithers.runtime.committer import committer_for
 from smithers.runtime.concurrency import admit, key_of, promote_queued
 from smithers.runtime.engine import Engine
@@ -255,7 +255,12 @@ async def start_run(
                 )
             ]
         )
-        await committer_for(opened).create(record, batch)  # grouped when others run
+        try:
+            await committer_for(opened).create(record, batch)  # grouped when others run
+        except ConcurrencyLimitError as exc:  # another process took the last slot meanwhile
+            if definition.on_limit == "reject" or exc.ahead is None:
+                raise
+            return await _queue(opened, definition, rid, raw, key, exc.ahead, loaded, by)
         if on_event is not None:
             for event in opened.events(run_id=rid):
                 on_event(event)

@@ -2,8 +2,8 @@
 over the limit is ``queued`` (or refused), and queued runs start in creation order when the
 key frees, started by the worker or by the process that ends the run ahead.
 
-The admission check reads the key's runs and then creates the run: two processes starting
-runs on one key in the same instant can both be admitted (see docs/architecture.md).
+`admit` is the early check (for its message); the store's creating transaction checks the
+slots again (`store.base.check_slot`), so two starts at the same instant cannot both run.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import msgspec
 
 from smithers.errors import (
     AlreadyDecidedError,
+    ConcurrencyLimitError,
     GateNotRequestedError,
     LeaseLostError,
     RunNotFoundError,
@@ -35,6 +36,7 @@ from smithers.store.records import (
 
 __all__ = [
     "DEAD_AFTER",
+    "OPEN_RUN_STATUSES",
     "Batch",
     "CommitResult",
     "Decision",
@@ -44,6 +46,7 @@ __all__ = [
     "Store",
     "WakeReason",
     "check_decidable",
+    "check_slot",
     "check_token",
     "default_store_path",
     "is_parked",
@@ -506,3 +509,28 @@ def default_store_path(start: str | None = None) -> tuple[str, bool]:
         if parent == probe:
             return os.path.join(here, ".smithers"), True
         probe = parent
+
+
+OPEN_RUN_STATUSES = ("queued", "running", "waiting-approval", "waiting-signal", "waiting-timer")
+"""Statuses of runs that hold (or wait for) a concurrency slot."""
+
+
+def check_slot(run: RunRecord, open_runs: list[RunRecord]) -> None:
+    """Inside a creating transaction: refuse a new running ``run`` whose concurrency key has
+    no free slot (or has queued runs ahead of it). ``open_runs`` are the key's unfinished
+    runs, oldest first. Creators are serialised, so two can never both take the last slot.
+
+    Raises:
+        ConcurrencyLimitError: With ``ahead``, the run it would wait behind.
+    """
+    if run.concurrency_key is None or run.status != "running":
+        return
+    same = [r for r in open_runs if r.concurrency_key == run.concurrency_key]
+    active = [r for r in same if r.status != "queued"]
+    if len(active) >= run.concurrency_limit or len(active) < len(same):
+        raise ConcurrencyLimitError(
+            f"Run {run.run_id} was not started: concurrency key {run.concurrency_key!r} has "
+            f"{len(active)} active run(s) (limit {run.concurrency_limit}); start it again "
+            f"when run {same[-1].run_id} ends.",
+            ahead=same[-1].run_id,
+        )

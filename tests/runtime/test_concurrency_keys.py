@@ -118,3 +118,18 @@ def test_the_worker_pass_promotes_runs_whose_ender_never_did(store: Store) -> No
     store.commit("a", Batch(run={"status": "failed", "lease": None}), token=None)
     assert promote_queued(store) == ["b"]
     assert promote_queued(store) == []
+
+
+def test_two_starts_that_both_pass_the_early_check_still_share_one_slot(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If both starts read a free key at once, the store's check inside the creating
+    transaction queues the second (or refuses it with reject)."""
+    import smithers.runtime.api as api
+
+    monkeypatch.setattr(api, "admit", lambda *args: None)  # as if both looked at once
+    assert run(QUEUE, store, run_id="a", input={"repo": "x"}).status == "waiting-approval"
+    assert run(QUEUE, store, run_id="b", input={"repo": "x"}).status == "queued"
+    assert queued_behind(store, "b") == "a"
+    with pytest.raises(ConcurrencyLimitError, match="when run b ends"):
+        run(REJECT, store, run_id="c", input={"repo": "x"})

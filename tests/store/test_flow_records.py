@@ -68,3 +68,21 @@ def test_webhooks_are_unique_by_name_and_removal_drops_their_cursor(store: Store
     assert store.remove_webhook("chat") is False
     assert store.webhooks() == []
     assert store.cursor("webhook:chat") == 0
+
+
+def test_creating_a_running_run_on_a_full_key_is_refused(store: Store) -> None:
+    """The creating transaction checks the key's slots: a second running run is refused
+    (naming the run ahead) and nothing is written; a queued one is stored; other keys pass."""
+    from smithers.errors import ConcurrencyLimitError
+    from smithers.store.base import Batch
+    from tests.store.helpers import run_record
+
+    store.create_run(run_record("a", concurrency_key="x"), Batch())
+    with pytest.raises(ConcurrencyLimitError) as refused:
+        store.create_run(run_record("b", concurrency_key="x"), Batch())
+    assert refused.value.ahead == "a"
+    assert store.get_run("b") is None
+    store.create_run(run_record("b", "queued", concurrency_key="x"), Batch())
+    with pytest.raises(ConcurrencyLimitError, match="when run b ends"):
+        store.create_run(run_record("c", concurrency_key="x", concurrency_limit=2), Batch())
+    store.create_run(run_record("d", concurrency_key="y"), Batch())

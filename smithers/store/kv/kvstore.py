@@ -21,6 +21,7 @@ from smithers.errors import (
 )
 from smithers.store.base import (
     DEAD_AFTER,
+    OPEN_RUN_STATUSES,
     Batch,
     CommitResult,
     Decision,
@@ -28,6 +29,7 @@ from smithers.store.base import (
     NodeKey,
     RunSnapshot,
     check_decidable,
+    check_slot,
     check_token,
     run_not_found,
 )
@@ -359,6 +361,8 @@ class KVStore:
                     f"Run id `{run.run_id}` is already taken in this store; pass another "
                     f"--run-id, or continue it with `smithers resume {run.run_id}`."
                 )
+            if run.concurrency_key is not None:  # one writer at a time: the check holds
+                check_slot(run, self._open_runs(txn))
             stored_next = txn.get("meta", _NEXT_RUN)
             number = 1 if stored_next is None else int.from_bytes(stored_next, "big")
             txn.put("meta", _NEXT_RUN, (number + 1).to_bytes(8, "big"))
@@ -377,6 +381,16 @@ class KVStore:
 
     def create_run(self, run: RunRecord, batch: Batch) -> RunRecord:
         return self._write(self._creator(run, batch))
+
+    def _open_runs(self, txn: Txn) -> list[RunRecord]:
+        """Unfinished runs, oldest first (for a concurrency check inside a write)."""
+        found = []
+        for status in OPEN_RUN_STATUSES:
+            for key, _ in txn.scan("idx_status", status.encode() + b"\x00"):
+                raw = txn.get("runs", key[-8:])
+                if raw is not None:
+                    found.append(_RUN.decode(raw))
+        return sorted(found, key=lambda r: r.key)
 
     def _committer(
         self, run_id: str, batch: Batch, token: str | None

@@ -24,12 +24,14 @@ from smithers.errors import (
 from smithers.store.artifacts import verified
 from smithers.store.base import (
     DEAD_AFTER,
+    OPEN_RUN_STATUSES,
     Batch,
     CommitResult,
     Decision,
     DueRun,
     RunSnapshot,
     check_decidable,
+    check_slot,
     check_token,
     run_not_found,
 )
@@ -245,6 +247,13 @@ class PostgresStore:
             # run another creator committed meanwhile.
             cur.execute(_NEXT_RUN_KEY)
             (number,) = cur.fetchone()
+            if run.concurrency_key is not None:  # creators are serialised by the counter
+                cur.execute(
+                    "SELECT record::text FROM smithers_runs WHERE status = ANY(%s) "
+                    "AND record->>'concurrency_key' = %s ORDER BY key",
+                    (list(OPEN_RUN_STATUSES), run.concurrency_key),
+                )
+                check_slot(run, [decode_run(raw) for (raw,) in cur.fetchall()])
             cur.execute("SELECT 1 FROM smithers_runs WHERE run_id = %s", (run.run_id,))
             if cur.fetchone() is not None:
                 raise InputError(
