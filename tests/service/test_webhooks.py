@@ -23,7 +23,7 @@ from smithers.service.webhooks import SIGNATURE_HEADER, Webhooks
 from smithers.store import Store
 from smithers.store.records import WebhookRecord
 from tests.cli.helpers import invoke
-from tests.integration.helpers import HANG_GUARD
+from tests.integration.helpers import HANG_GUARD, wait_for
 
 SECRET = "s3cret"
 
@@ -155,3 +155,32 @@ def test_webhook_commands_add_list_and_remove(tmp_path: Path) -> None:
     assert invoke("webhook", "remove", "chat", "--store", store).code == 0
     assert invoke("webhook", "remove", "chat", "--store", store).code == 4
     assert invoke("webhook", "list", "--store", store).out == "No webhooks.\n"
+
+
+def test_serve_delivers_to_a_webhook_with_links_under_its_url(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A real `smithers serve` POSTs approval.requested, signed, with links to itself."""
+    from tests.service.helpers import park, serving, workflows
+
+    receiver.fail = 0
+    store = tmp_path / ".smithers"
+    workflows(tmp_path)
+    added = invoke(
+        "webhook", "add", "chat", receiver.url, "--events", "approval.requested",
+        "--secret", SECRET, "--store", str(store),
+    )  # fmt: skip
+    assert added.code == 0, added.err
+    park(tmp_path, store, "gate.py:gated", ["r"])
+    with serving(store, tmp_path) as served:
+        wait_for(lambda: receiver.bodies, "the webhook's POST", proc=served.proc)
+        (body,) = receiver.bodies
+        assert (body["type"], body["run_id"], body["node_id"]) == (
+            "approval.requested",
+            "r",
+            "gate",
+        )
+        assert body["links"]["approve"].startswith(f"{served.url}/hooks/")
+        with served.client() as client:
+            page = client.get(body["links"]["approve"].removeprefix(served.url))
+            assert page.status_code == 200
