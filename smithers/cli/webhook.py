@@ -3,9 +3,14 @@ matching events to, signed, in order, from a durable cursor (DESIGN §14)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from smithers.cli.options import Fail, emit_json, global_options, out, out_lines, settings
+
+if TYPE_CHECKING:
+    from smithers.store.records import WebhookRecord
 
 __all__ = ["COMMANDS"]
 
@@ -103,10 +108,7 @@ def remove_cmd(name: str) -> int:
     return 0
 
 
-def _document(hook: object) -> dict[str, object]:
-    from smithers.store.records import WebhookRecord
-
-    assert isinstance(hook, WebhookRecord)
+def _document(hook: WebhookRecord) -> dict[str, object]:
     return {
         "name": hook.name,
         "url": hook.url,
