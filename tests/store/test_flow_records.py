@@ -4,6 +4,7 @@ checked on read, cursors that persist, webhooks unique by name."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +87,34 @@ def test_creating_a_running_run_on_a_full_key_is_refused(store: Store) -> None:
     with pytest.raises(ConcurrencyLimitError, match="when run b ends"):
         store.create_run(run_record("c", concurrency_key="x", concurrency_limit=2), Batch())
     store.create_run(run_record("d", concurrency_key="y"), Batch())
+
+
+def test_an_older_lmdb_store_opened_read_only_reads_the_new_tables_as_empty(
+    tmp_path: Path,
+) -> None:
+    """A store made before artifacts, cursors and webhooks opens read-only (no error) and
+    has none of them; opening it for writing adds the tables."""
+    import lmdb
+
+    from smithers.store import open_store
+    from smithers.store.kv.lmdb_kv import _ADDED_LATER, _FORMAT, _FORMAT_KEY
+    from smithers.store.kv.protocol import TABLES
+
+    path = tmp_path / "old"
+    env = lmdb.open(str(path), max_dbs=32)
+    with env.begin(write=True) as txn:
+        dbs = {t: env.open_db(t.encode(), txn=txn) for t in TABLES if t not in _ADDED_LATER}
+        txn.put(_FORMAT_KEY, _FORMAT, db=dbs["meta"])
+    env.close()
+    old = open_store(str(path), readonly=True)
+    try:
+        assert (old.runs(), old.webhooks(), old.cursor("chat")) == ([], [], 0)
+        assert old.artifact_data("0" * 64) is None
+    finally:
+        old.close()
+    writable = open_store(str(path))
+    try:
+        writable.set_cursor("chat", 3)
+        assert writable.cursor("chat") == 3
+    finally:
+        writable.close()
