@@ -1,24 +1,32 @@
-"""A developer approval flow: plan -> build on a remote agent -> persist artifacts ->
-approval -> apply -> notify.
+"""The developer approval flow, for real: plan -> a remote agent works in its own process
+and calls back -> its diff and test log become artifacts -> approval (links in the chat
+notice) -> apply merges the agent's branch into main -> notify.
 
-The remote agent is started by a task and reports back through a durable `Signal`: no
-process waits while it works. Artifacts are written to disk and passed on as small refs, so
-the approval request points at what to review.
+Everything runs on this machine: the target is a local git repository (``repo``), the agent
+is `examples/agent/agent.py`, started detached by `start-agent` with a signed callback link
+(``smithers serve`` sets the base URL) or, without a server, told to use ``smithers signal``.
+Two change requests to one repository never run at once (``concurrency_key``).
 
-    smithers run examples/developer_approval.py --input '{"request": "Bump lmdb to 1.5"}'
-    smithers signal RUN_ID --node agent-done \
-        --data '{"patch": "...", "log": "ok", "tests_passed": true}'
+    smithers serve &                       # or: without a server, see README
+    smithers run examples/developer_approval.py \\
+        --input '{"repo": "/tmp/demo", "file": "NOTES.md", "line": "Hello"}'
     smithers approve RUN_ID --node approve-change --note "Looks right"
 """
 
-import hashlib
+from __future__ import annotations
+
 import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import msgspec
 
 from smithers import (
     Approval,
     ApprovalRequest,
+    Artifact,
     Sequence,
     Signal,
     Task,
@@ -26,116 +34,131 @@ from smithers import (
     Workflow,
     smithers,
 )
+from smithers.errors import LinkError
+
+AGENT = Path(__file__).resolve().parent / "agent" / "agent.py"
 
 
 class ChangeRequest(msgspec.Struct):
-    request: str = "Bump lmdb to 1.5"
-    repo: str = "example/service"
+    repo: str
+    file: str = "NOTES.md"
+    line: str = "Hello from the agent"
 
 
 class Plan(msgspec.Struct):
-    change: str
-    files: list[str]
+    repo: str
+    branch: str
+    file: str
+    line: str
 
 
 class AgentJob(msgspec.Struct):
-    job_id: str
+    pid: int
     callback: str
 
 
 class AgentResult(msgspec.Struct):
-    patch: str
+    branch: str
+    commit: str
+    diff: str
     log: str
     tests_passed: bool
 
 
-class Artifacts(msgspec.Struct):
-    patch_ref: str
-    log_ref: str
-    patch_bytes: int
+class Review(msgspec.Struct):
+    diff: Artifact
+    log: Artifact
 
 
-class PullRequest(msgspec.Struct):
-    url: str
-    number: int
+class Merge(msgspec.Struct):
+    commit: str
+    branch: str
 
 
 class Notice(msgspec.Struct):
-    channel: str
     text: str
 
 
-def make_plan(request: str) -> Plan:
-    return Plan(change=request, files=["pyproject.toml", "requirements.lock"])
+def make_plan(change: ChangeRequest, task: TaskInfo) -> Plan:
+    branch = f"smithers/{task.run_id}"
+    return Plan(repo=change.repo, branch=branch, file=change.file, line=change.line)
 
 
 def start_agent(plan: Plan, task: TaskInfo) -> AgentJob:
-    # A real flow would start the agent on a VM over SSH; the agent calls back with
-    # `smithers signal` when it is done, so nothing here stays connected.
-    callback = f"smithers signal {task.run_id} --node agent-done --data @result.json"
-    return AgentJob(job_id=f"job-{task.idempotency_key}", callback=callback)
+    """Start the agent detached; it reports to `agent-done` through a signed link (or
+    `smithers signal` without a base URL). Nothing here waits for it."""
+    args = [sys.executable, str(AGENT), "--run-id", task.run_id, "--node", "agent-done"]
+    args += ["--repo", plan.repo, "--branch", plan.branch, "--file", plan.file]
+    args += ["--line", plan.line]
+    try:
+        callback = task.signal_link("agent-done", expires_in=3600)
+        args += ["--callback", callback]
+    except LinkError:  # no base URL: the agent calls `smithers signal` instead
+        callback = "smithers signal"
+        args += ["--signal-cli"]
+    with open(f"agent-{task.run_id}.log", "ab") as log:  # in the run's directory
+        proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
+    return AgentJob(pid=proc.pid, callback=callback)
 
 
-def persist(result: AgentResult, task: TaskInfo) -> Artifacts:
-    folder = os.path.join(os.environ.get("SMITHERS_ARTIFACTS", ".smithers-artifacts"), task.run_id)
-    os.makedirs(folder, exist_ok=True)
-    for name, text in (("patch.diff", result.patch), ("agent.log", result.log)):
-        with open(os.path.join(folder, name), "w", encoding="utf-8") as handle:
-            handle.write(text)
-    return Artifacts(
-        patch_ref=f"res://{task.run_id}/patch.diff",
-        log_ref=f"res://{task.run_id}/agent.log",
-        patch_bytes=len(result.patch.encode()),
+def persist(result: AgentResult, task: TaskInfo) -> Review:
+    """The diff and the test log, stored once with the run; the gate shows their refs."""
+    return Review(
+        diff=task.artifacts.put(result.diff, name="change.diff"),
+        log=task.artifacts.put(result.log, name="test.log"),
     )
 
 
-def counted(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def review_request(plan: Plan, artifacts: Artifacts, result: AgentResult) -> ApprovalRequest:
+def review_request(plan: Plan, review: Review, result: AgentResult) -> ApprovalRequest:
     return ApprovalRequest(
-        title=f"Apply: {plan.change}?",
-        summary=f"{counted(len(plan.files), 'file')}, {counted(artifacts.patch_bytes, 'byte')} "
-        "of patch; "
-        f"tests {'passed' if result.tests_passed else 'FAILED'}.",
-        metadata={"patch": artifacts.patch_ref, "log": artifacts.log_ref},
+        title=f"Merge {plan.branch} into main of {os.path.basename(plan.repo)}?",
+        summary=f"{review.diff.size} bytes of diff; tests "
+        f"{'passed' if result.tests_passed else 'FAILED'}.",
+        metadata={"diff": review.diff, "log": review.log, "branch": plan.branch},
     )
 
 
-def open_pull_request(plan: Plan, artifacts: Artifacts, task: TaskInfo) -> PullRequest:
-    # The idempotency key is the same on every attempt, so a retried call opens one PR.
-    number = int(hashlib.sha256(task.idempotency_key.encode()).hexdigest()[:4], 16)
-    return PullRequest(url=f"https://git.example.com/pulls/{number}", number=number)
+def git(repo: str, *args: str) -> str:
+    done = subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
 
 
-def notify(pr: PullRequest) -> Notice:
-    return Notice(channel="#deploys", text=f"Opened {pr.url}")
+def apply(plan: Plan, task: TaskInfo) -> Merge:
+    """Merge the agent's branch into main, once: the merge commit carries the idempotency key,
+    so a retried attempt (after a crash) finds it and merges nothing."""
+    marker = f"Smithers-Key: {task.idempotency_key}"
+    found = git(plan.repo, "log", "main", "--format=%H", "--fixed-strings", f"--grep={marker}")
+    if found:
+        return Merge(commit=found.splitlines()[0], branch=plan.branch)
+    git(plan.repo, "checkout", "--quiet", "main")
+    who = ["-c", "user.name=smithers", "-c", "user.email=smithers@localhost"]
+    message = f"Merge {plan.branch}\n\n{marker}"
+    git(plan.repo, *who, "merge", "--no-ff", "--quiet", plan.branch, "-m", message)
+    if os.environ.get("SMITHERS_EXAMPLE_CRASH_AFTER_MERGE") == task.run_id:
+        os.kill(os.getpid(), signal.SIGKILL)  # for the tests: die before the output commits
+    return Merge(commit=git(plan.repo, "rev-parse", "main"), branch=plan.branch)
 
 
-@smithers(input=ChangeRequest)
+def notify(merge: Merge) -> Notice:
+    return Notice(text=f"Merged {merge.branch} into main at {merge.commit[:12]}.")
+
+
+@smithers(input=ChangeRequest, concurrency_key=lambda change: change.repo)
 def developer_approval(ctx):
     return Workflow(
         Sequence(
-            Task(id="plan", output=Plan, run=lambda: make_plan(ctx.input.request)),
+            Task(id="plan", output=Plan, run=lambda task: make_plan(ctx.input, task)),
             Task(id="start-agent", output=AgentJob, needs={"plan": "plan"}, run=start_agent),
-            Signal(id="agent-done", output=AgentResult, label="remote agent callback"),
-            Task(id="persist", output=Artifacts, needs={"result": "agent-done"}, run=persist),
+            Signal(id="agent-done", output=AgentResult, label="the agent's result"),
+            Task(id="persist", output=Review, needs={"result": "agent-done"}, run=persist),
             Approval(
                 id="approve-change",
-                needs={"plan": "plan", "artifacts": "persist", "result": "agent-done"},
+                needs={"plan": "plan", "review": "persist", "result": "agent-done"},
                 request=review_request,
                 on_deny="fail",
             ),
-            Task(
-                id="apply",
-                output=PullRequest,
-                needs={"plan": "plan", "artifacts": "persist"},
-                run=open_pull_request,
-                retries=2,
-                backoff=1.0,
-            ),
-            Task(id="notify", output=Notice, needs={"pr": "apply"}, run=notify),
+            Task(id="apply", output=Merge, needs={"plan": "plan"}, run=apply, retries=2),
+            Task(id="notify", output=Notice, needs={"merge": "apply"}, run=notify),
         ),
         name="developer-approval",
     )

@@ -15,6 +15,7 @@ __all__ = [
     "ApprovalRefusedError",
     "BuildError",
     "CompileError",
+    "ConcurrencyLimitError",
     "ContextError",
     "DefinitionError",
     "GateNotRequestedError",
@@ -104,6 +105,19 @@ class UnknownNodeError(SmithersError, LookupError):
 
 class RunLockedError(SmithersError, RuntimeError):
     """Raised when another live process owns the run."""
+
+
+class ConcurrencyLimitError(SmithersError, RuntimeError):
+    """Raised when a workflow with ``on_limit="reject"`` already has ``concurrency_limit``
+    active runs with the new run's concurrency key; nothing is written.
+
+    Attributes:
+        ahead: The run the new one would wait behind, when known.
+    """
+
+    def __init__(self, message: str, ahead: str | None = None) -> None:
+        super().__init__(message)
+        self.ahead = ahead
 
 
 class LeaseLostError(SmithersError, RuntimeError):

@@ -31,7 +31,8 @@ DELETE FROM smithers_events; DELETE FROM smithers_nodes; DELETE FROM smithers_gr
 DELETE FROM smithers_attempts; DELETE FROM smithers_outputs; DELETE FROM smithers_approvals;
 DELETE FROM smithers_signals; DELETE FROM smithers_frames; DELETE FROM smithers_runs;
 DELETE FROM smithers_actor_groups; DELETE FROM smithers_tokens; DELETE FROM smithers_link_keys;
-DELETE FROM smithers_claims;
+DELETE FROM smithers_claims; DELETE FROM smithers_artifacts; DELETE FROM smithers_run_artifacts;
+DELETE FROM smithers_cursors; DELETE FROM smithers_webhooks;
 UPDATE smithers_counters SET value = 0;
 """
 

@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import click
 
-from smithers.cli import decide, execute, group, inspect, serve, store
+from smithers.cli import artifact, decide, execute, group, inspect, serve, store, webhook
 from smithers.cli.options import (
     EXIT,
     INTERRUPTED,
@@ -39,7 +39,7 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(Settings)
 
 
-for _module in (execute, decide, inspect, group, store, serve):
+for _module in (execute, decide, inspect, group, store, serve, artifact, webhook):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -81,9 +81,17 @@ def run_cmd(
                 by=by,
             )
         )
+        note = None
+        if result.status == "queued":
+            from smithers.runtime.concurrency import queued_behind
+
+            note = (
+                f"Queued behind run {queued_behind(store, result.run_id)} (same concurrency "
+                "key); it starts when that run ends."
+            )
     finally:
         store.close()
-    return report(result)
+    return report(result, note=note)
 
 
 @click.command("resume")

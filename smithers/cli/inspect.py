@@ -3,6 +3,7 @@ read-only views of the store (and of a workflow file). They exit 0 whatever a ru
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any, get_args
@@ -148,13 +149,21 @@ def _follow(store: Any, run_id: str | None, after: int) -> Iterator[Any]:
     help="Only events after this sequence number.",
 )
 @click.option("--follow", is_flag=True, help="Keep printing new events (one per line).")
+@click.option(
+    "--consumer",
+    metavar="NAME",
+    help="Start after the last event NAME acknowledged and record its position as events "
+    "are printed (at-least-once, in order, across restarts).",
+)
 @global_options
-def events_cmd(run_id: str | None, after: int, follow: bool) -> int:
+def events_cmd(run_id: str | None, after: int, follow: bool, consumer: str | None) -> int:
     """Print the durable event log (of one run, or all)."""
     from smithers.cli.text import event_line
     from smithers.runtime.documents import event_document
     from smithers.store.base import need_run
 
+    if consumer is not None:
+        return _consume(run_id, consumer, follow)
     store = settings().open_if_any()
     if store is None and run_id is None and not follow:  # nothing has happened yet
         if settings().as_json:
@@ -177,6 +186,31 @@ def events_cmd(run_id: str | None, after: int, follow: bool) -> int:
             emit_json([event_document(e) for e in events])
         elif events:
             out_lines([event_line(event) for event in events])
+        return 0
+    finally:
+        store.close()
+
+
+def _consume(run_id: str | None, consumer: str, follow: bool) -> int:
+    """``events --consumer``: print from the consumer's cursor, moving it after each line."""
+    from smithers.cli.text import event_line
+    from smithers.runtime.documents import event_document
+    from smithers.store.base import need_run
+
+    store = settings().open(create=True)
+    try:
+        if run_id is not None:
+            need_run(store, run_id)
+        as_json = settings().as_json
+        start = store.cursor(consumer)
+        found = (
+            _follow(store, run_id, start) if follow else store.events(after=start, run_id=run_id)
+        )
+        for event in found:
+            line = _JSON.encode(event_document(event)).decode() if as_json else event_line(event)
+            click.echo(line)
+            sys.stdout.flush()  # printed before acknowledged: at-least-once
+            store.set_cursor(consumer, event.seq)
         return 0
     finally:
         store.close()

@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 EXIT: dict[RunStatus, int] = {
+    "queued": 3,
     "finished": 0,
     "failed": 1,
     "cancelled": 2,

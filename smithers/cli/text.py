@@ -29,6 +29,7 @@ __all__ = ["event_line", "gate_lines", "progress_line", "result_lines", "status_
 
 _JSON = msgspec.json.Encoder()
 _STATUS_WORDS: dict[RunStatus, str] = {
+    "queued": "is queued",
     "finished": "finished",
     "failed": "failed",
     "cancelled": "was cancelled",

@@ -1,5 +1,6 @@
 """What users write: elements, the built-in components, ``@component`` and ``smithers()``."""
 
+from smithers.components.artifacts import Artifact
 from smithers.components.component import ComponentElement, component
 from smithers.components.definition import WorkflowDefinition, smithers
 from smithers.components.element import Element, is_valid_id
@@ -19,6 +20,7 @@ __all__ = [
     "Approval",
     "ApprovalDecision",
     "ApprovalRequest",
+    "Artifact",
     "Branch",
     "ComponentElement",
     "Element",

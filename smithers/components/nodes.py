@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 import attrs
 import msgspec
 
+from smithers.components.artifacts import Artifacts, Putter
 from smithers.components.element import (
     Element,
     check_bool,
@@ -87,6 +88,8 @@ class TaskInfo(msgspec.Struct, frozen=True, kw_only=True):
             external systems so a retried side effect happens once.
         link_maker: Makes signed signal links (set by the runtime when a base URL is
             configured); use `signal_link`.
+        artifact_putter: Stores artifacts with the run (set by the runtime); use
+            `artifacts`.
     """
 
     run_id: str
@@ -95,6 +98,12 @@ class TaskInfo(msgspec.Struct, frozen=True, kw_only=True):
     attempt: int
     idempotency_key: str
     link_maker: Callable[[str, float], str] | None = None
+    artifact_putter: Putter | None = None
+
+    @property
+    def artifacts(self) -> Artifacts:
+        """Stores bytes with the run: ``task.artifacts.put(data, name=...) -> Artifact``."""
+        return Artifacts(self.artifact_putter, self.node_id)
 
     def signal_link(self, node_id: str, *, expires_in: float = 7 * 86400) -> str:
         """A signed URL that delivers data to Signal ``node_id`` of this run: a remote agent

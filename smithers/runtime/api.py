@@ -13,11 +13,12 @@ from typing import Any
 import msgspec
 
 from smithers.compiler.graph import Graph
-from smithers.compiler.render import encode_input
+from smithers.compiler.render import encode_input, input_decoder
 from smithers.components.definition import WorkflowDefinition
 from smithers.components.element import is_valid_id
-from smithers.errors import InputError
+from smithers.errors import ConcurrencyLimitError, InputError, SmithersError
 from smithers.runtime.committer import committer_for
+from smithers.runtime.concurrency import admit, key_of, promote_queued
 from smithers.runtime.engine import Engine
 from smithers.runtime.lease import is_dead, new_lease, now_iso, os_user
 from smithers.runtime.loader import Loaded, load_ref, source_hash
@@ -220,6 +221,10 @@ async def start_run(
     raw = encode_input(definition, input)
     with resolve_store(store) as opened:
         rid = run_id or f"{definition.name}-{secrets.token_hex(3)}"
+        key = key_of(definition, input_decoder(definition, raw)())
+        behind = None if key is None else admit(opened, definition, key, rid)
+        if behind is not None:
+            return await _queue(opened, definition, rid, raw, key, behind, loaded, by)
         lease = msgspec.structs.replace(new_lease(), epoch=1)
         now = now_iso()
         record = RunRecord(
@@ -234,6 +239,8 @@ async def start_run(
             lease=lease,
             epoch=1,
             started_by=by or os.environ.get("SMITHERS_ACTOR") or os_user(),
+            concurrency_key=key,
+            concurrency_limit=definition.concurrency_limit,
         )
         batch = Batch(
             events=[
@@ -248,13 +255,56 @@ async def start_run(
                 )
             ]
         )
-        await committer_for(opened).create(record, batch)  # grouped when others run
+        try:
+            await committer_for(opened).create(record, batch)  # grouped when others run
+        except ConcurrencyLimitError as exc:  # another process took the last slot meanwhile
+            if definition.on_limit == "reject" or exc.ahead is None:
+                raise
+            return await _queue(opened, definition, rid, raw, key, exc.ahead, loaded, by)
         if on_event is not None:
             for event in opened.events(run_id=rid):
                 on_event(event)
         return await _drive(
             opened, definition, rid, lease, on_event=on_event, handle_signals=handle_signals
         )
+
+
+async def _queue(
+    store: Store,
+    definition: WorkflowDefinition,
+    run_id: str,
+    raw: bytes,
+    key: str | None,
+    behind: str,
+    loaded: Loaded | None,
+    by: str | None,
+) -> RunResult:
+    """Create a ``queued`` run (no owner) behind run ``behind`` on concurrency key ``key``."""
+    now = now_iso()
+    record = RunRecord(
+        run_id=run_id,
+        workflow=definition.name,
+        status="queued",
+        created_at=now,
+        updated_at=now,
+        definition=loaded.ref if loaded else _ref_of(definition),
+        input=raw,
+        started_by=by or os.environ.get("SMITHERS_ACTOR") or os_user(),
+        concurrency_key=key,
+        concurrency_limit=definition.concurrency_limit,
+    )
+    data = {"workflow": definition.name, "key": key, "behind": behind}
+    store.create_run(record, Batch(events=[NewEvent(type="run.queued", at=now, data=data)]))
+    return result_of(store, run_id)
+
+
+async def _start_next(store: Store, key: str) -> None:
+    """The run just ended: start the queued runs on its key that now fit, in this process."""
+    from smithers.runtime.usecases import resume_run
+
+    for run_id in promote_queued(store, key):
+        with contextlib.suppress(SmithersError):  # another process took it: it goes on there
+            await resume_run(store, run_id)
 
 
 async def _drive(
@@ -287,7 +337,11 @@ async def _drive(
     state = await engine.drive()
     # Everything is committed when drive returns: the mirror is what a fresh load would read.
     assert not state.has_changes()
-    return result_of(store, run_id, engine.graph, state.snapshot())
+    result = result_of(store, run_id, engine.graph, state.snapshot())
+    ended = store.get_run(run_id)
+    if ended is not None and ended.concurrency_key and ended.status in TERMINAL_RUN_STATUSES:
+        await _start_next(store, ended.concurrency_key)
+    return result
 
 
 def resume(
@@ -408,6 +462,8 @@ async def resume_loaded(
         WorkflowChangedError, OutputTypeChangedError: When the definition no longer fits.
     """
     run_id = run.run_id
+    if run.status == "queued":  # it waits for its concurrency key; promotion starts it
+        return result_of(store, run_id)
     # Only the lease is taken here; the run turns `running` (with `run.resumed`) in the
     # engine's first commit, after the resume checks, so a refused resume changes nothing.
     claimed = store.acquire(run_id, new_lease(), is_dead=is_dead, batch=Batch())

@@ -330,6 +330,10 @@ def cancel(run_id: str, *, store: Store | str | None = None) -> RunResult:
         snapshot = opened.load(run_id)
         assert snapshot is not None
         _close_cancelled(opened, RunState(snapshot), claimed.lease.token)
+        if claimed.concurrency_key is not None:  # its slot is free: the next queued run goes
+            from smithers.runtime.concurrency import promote_queued
+
+            promote_queued(opened, claimed.concurrency_key)
         return result_of(opened, run_id)
 
 

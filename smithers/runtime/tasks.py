@@ -11,6 +11,7 @@ from smithers.compiler.graph import Node
 from smithers.compiler.iterations import iteration_text
 from smithers.components.nodes import Task, TaskInfo
 from smithers.errors import SmithersError, ValidationError
+from smithers.runtime.artifacts import artifact_putter
 from smithers.runtime.executor import Attempt, Done, error_text, launch, trace_of
 from smithers.runtime.lease import now_iso
 from smithers.runtime.links import task_link_maker
@@ -78,6 +79,7 @@ class TaskSteps(Scheduler):
                     attempt=attempt.number,
                     idempotency_key=f"{self.run_id}/{attempt.node_id}" + (f"@{its}" if its else ""),
                     link_maker=task_link_maker(self.store, self.run_id),
+                    artifact_putter=artifact_putter(self.store, self.run_id),
                 )
             launch(attempt, kwargs, loop=loop, post=self._post, pool=self.pool)
 

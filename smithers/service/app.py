@@ -317,14 +317,15 @@ def _wrap(service: Service, path: str, endpoint: Endpoint) -> Callable[[Request]
 
 
 def create_app(service: Service) -> Starlette:
-    """The ASGI application over ``service``: the API routes, the signed-link hooks, and the
-    web pages with their static files."""
+    """The ASGI application over ``service``: the API routes, the artifact downloads, the
+    signed-link hooks, and the web pages with their static files."""
+    from smithers.service.artifacts import ARTIFACT_ROUTES
     from smithers.service.hooks import HOOK_ROUTES
     from smithers.service.web import web_routes
 
     routes: list[BaseRoute] = [
         Route(path, _wrap(service, path, endpoint), methods=methods)
-        for path, endpoint, methods in [*ROUTES, *HOOK_ROUTES]
+        for path, endpoint, methods in [*ROUTES, *HOOK_ROUTES, *ARTIFACT_ROUTES]
     ]
     routes += web_routes(service)
 

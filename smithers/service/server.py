@@ -13,8 +13,10 @@ from types import FrameType
 
 import uvicorn
 
+from smithers.runtime.links import base_url as env_base_url
 from smithers.service.app import Service, create_app
 from smithers.service.metrics import Metrics
+from smithers.service.webhooks import Webhooks
 from smithers.service.worker import Worker
 from smithers.store.base import Store
 
@@ -100,9 +102,13 @@ async def serve(
         worker.base_url = base_url or url
     on_ready(url)
     working = asyncio.create_task(worker.run_forever())
+    hooks = Webhooks(store, base_url=lambda: worker.base_url or env_base_url())
+    delivering = asyncio.create_task(hooks.run_forever())
     await serving
     stop()
+    hooks.stop()
     await working
+    await delivering
 
 
 async def run_worker(
@@ -120,15 +126,25 @@ async def run_worker(
         How many resumes were started.
     """
     worker = Worker(store, workers=workers, base_url=base_url)
+    hooks = Webhooks(store, base_url=lambda: worker.base_url or env_base_url())
+
+    def stop() -> None:
+        worker.stop()
+        hooks.stop()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, worker.stop)
+        loop.add_signal_handler(sig, stop)
     if on_ready is not None:
         on_ready()
     try:
         if once:
-            return await worker.tick()
+            started = await worker.tick()
+            await hooks.tick()
+            return started
+        delivering = asyncio.create_task(hooks.run_forever())
         await worker.run_forever()
+        await delivering
         return 0
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from smithers.runtime import clock
+from smithers.runtime.concurrency import promote_queued
 from smithers.runtime.lease import hostname, is_dead
 from smithers.service.children import finish_child, run_dir, start_child
 from smithers.store.base import DEAD_AFTER, Batch, DueRun, Store
@@ -118,6 +119,7 @@ class Worker:
         """Runs to resume now, not already resumed by this worker: parked runs with news, due
         wake-ups and dead owners (from `Store.due_runs`), then running runs nobody holds (an
         owner interrupted by a signal released its lease)."""
+        promote_queued(self.store)  # queued runs whose concurrency key freed (DESIGN §14)
         limit = self.workers * 8 + 64
         found = [d.run for d in self.store.due_runs(clock.now(), limit, is_dead=is_dead)]
         seen = {r.run_id for r in found}

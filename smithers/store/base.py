@@ -11,12 +11,14 @@ import msgspec
 
 from smithers.errors import (
     AlreadyDecidedError,
+    ConcurrencyLimitError,
     GateNotRequestedError,
     LeaseLostError,
     RunNotFoundError,
 )
 from smithers.store.records import (
     ApprovalRecord,
+    ArtifactRecord,
     AttemptRecord,
     EventRecord,
     GroupRecord,
@@ -28,11 +30,13 @@ from smithers.store.records import (
     RunRecord,
     SignalRecord,
     TokenRecord,
+    WebhookRecord,
     WorkerClaim,
 )
 
 __all__ = [
     "DEAD_AFTER",
+    "OPEN_RUN_STATUSES",
     "Batch",
     "CommitResult",
     "Decision",
@@ -42,6 +46,7 @@ __all__ = [
     "Store",
     "WakeReason",
     "check_decidable",
+    "check_slot",
     "check_token",
     "default_store_path",
     "is_parked",
@@ -366,6 +371,44 @@ class Store(Protocol):
     def worker_claim(self, run_id: str) -> WorkerClaim | None:
         """The run's claim and failures to resume, or None."""
 
+    # -- artifacts, consumer cursors, webhooks (DESIGN §14) ----------------------------------
+
+    def put_artifact(self, record: ArtifactRecord, data: bytes) -> None:
+        """Store ``data`` once under its SHA-256 and list ``record`` with its run.
+
+        Raises:
+            InputError: When ``data`` does not hash to ``record.sha256``; nothing is written.
+        """
+
+    def artifact_data(self, sha256: str) -> bytes | None:
+        """An artifact's bytes, checked against their digest on every read, or None.
+
+        Raises:
+            StoreError: When the stored bytes no longer hash to ``sha256`` (damage).
+        """
+
+    def run_artifacts(self, run_id: str) -> list[ArtifactRecord]:
+        """The artifacts put by a run's tasks, by digest then name."""
+
+    def cursor(self, name: str) -> int:
+        """The last event number consumer ``name`` acknowledged; 0 when it has none."""
+
+    def set_cursor(self, name: str, seq: int) -> None:
+        """Record that consumer ``name`` has handled every event up to ``seq``."""
+
+    def add_webhook(self, hook: WebhookRecord) -> None:
+        """Store a new webhook under its name.
+
+        Raises:
+            InputError: When a webhook of that name exists; nothing is written.
+        """
+
+    def webhooks(self) -> list[WebhookRecord]:
+        """Every webhook, by name."""
+
+    def remove_webhook(self, name: str) -> bool:
+        """Delete webhook ``name`` and its cursor; return whether it existed."""
+
 
 def run_not_found(
     store: Store, run_id: str, error: type[RunNotFoundError] = RunNotFoundError
@@ -466,3 +509,28 @@ def default_store_path(start: str | None = None) -> tuple[str, bool]:
         if parent == probe:
             return os.path.join(here, ".smithers"), True
         probe = parent
+
+
+OPEN_RUN_STATUSES = ("queued", "running", "waiting-approval", "waiting-signal", "waiting-timer")
+"""Statuses of runs that hold (or wait for) a concurrency slot."""
+
+
+def check_slot(run: RunRecord, open_runs: list[RunRecord]) -> None:
+    """Inside a creating transaction: refuse a new running ``run`` whose concurrency key has
+    no free slot (or has queued runs ahead of it). ``open_runs`` are the key's unfinished
+    runs, oldest first. Creators are serialised, so two can never both take the last slot.
+
+    Raises:
+        ConcurrencyLimitError: With ``ahead``, the run it would wait behind.
+    """
+    if run.concurrency_key is None or run.status != "running":
+        return
+    same = [r for r in open_runs if r.concurrency_key == run.concurrency_key]
+    active = [r for r in same if r.status != "queued"]
+    if len(active) >= run.concurrency_limit or len(active) < len(same):
+        raise ConcurrencyLimitError(
+            f"Run {run.run_id} was not started: concurrency key {run.concurrency_key!r} has "
+            f"{len(active)} active run(s) (limit {run.concurrency_limit}); start it again "
+            f"when run {same[-1].run_id} ends.",
+            ahead=same[-1].run_id,
+        )

@@ -13,6 +13,7 @@ import msgspec
 __all__ = [
     "TERMINAL_RUN_STATUSES",
     "ApprovalRecord",
+    "ArtifactRecord",
     "AttemptRecord",
     "DefinitionRef",
     "ErrorInfo",
@@ -29,11 +30,13 @@ __all__ = [
     "RunStatus",
     "SignalRecord",
     "TokenRecord",
+    "WebhookRecord",
     "WorkerClaim",
 ]
 
 Iteration = tuple[int, ...]
 RunStatus = Literal[
+    "queued",
     "running",
     "waiting-approval",
     "waiting-signal",
@@ -117,6 +120,9 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     wake_at: float | None = None
     # Who started the run (``--by``, ``$SMITHERS_ACTOR``, the OS user): `forbid_self` bars them.
     started_by: str | None = None
+    # The run's concurrency key (DESIGN §14): runs sharing it share the workflow's limit.
+    concurrency_key: str | None = None
+    concurrency_limit: int = 1
 
 
 # Records written once or more per node carry short names on disk (their Python names are
@@ -271,6 +277,7 @@ class SignalRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
 
 
 EventType = Literal[
+    "run.queued",
     "run.started",
     "run.resumed",
     "run.waiting",
@@ -372,3 +379,29 @@ class WorkerClaim(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     failures: int = 0
     error: str | None = None
     failed_at: str | None = None
+
+
+# -- artifacts, consumer cursors, webhooks (DESIGN §14) ---------------------------------------
+
+
+class ArtifactRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One artifact of a run: its content's SHA-256 (hex), what the task called it, its size
+    in bytes and media type. The bytes are stored once per digest, apart."""
+
+    run_id: str
+    sha256: str
+    name: str
+    size: int
+    media_type: str | None = None
+    created_at: str | None = None
+
+
+class WebhookRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A webhook: the worker POSTs each event whose type is in ``events`` to ``url``, signed
+    with ``secret`` (HMAC-SHA256) when one is set; its cursor is ``webhook:NAME``."""
+
+    name: str
+    url: str
+    events: tuple[str, ...]
+    secret: str | None = None
+    created_at: str | None = None

@@ -289,7 +289,7 @@ def test_approve_a_task(tmp_path: Path, store_dir: Path, parked: str) -> None:
 def test_approve_a_signal_and_a_gate_not_yet_requested(tmp_path: Path, store_dir: Path) -> None:
     """The developer-approval example parked at its Signal: neither it nor the later gate
     can be decided yet."""
-    flow = str(EXAMPLES / "developer_approval.py")
+    flow = str(EXAMPLES / "review_sketch.py")
     assert invoke("--store", str(store_dir), "run", flow, "--run-id", "d1").code == 3
     before = store_state(store_dir)
     s = str(store_dir)
@@ -443,7 +443,7 @@ def test_signal_data_from_a_file(tmp_path: Path, store_dir: Path) -> None:
 
 def test_signal_the_developer_approval_example(tmp_path: Path, store_dir: Path) -> None:
     """Signal the agent callback, then approve: the example opens its pull request."""
-    flow = str(EXAMPLES / "developer_approval.py")
+    flow = str(EXAMPLES / "review_sketch.py")
     env = {"SMITHERS_ARTIFACTS": str(tmp_path / "artifacts")}
     assert invoke("--store", str(store_dir), "run", flow, "--run-id", "d1", env=env).code == 3
     data = '{"patch": "diff", "log": "ok", "tests_passed": true}'

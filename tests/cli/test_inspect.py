@@ -270,7 +270,7 @@ def test_runs_when_there_are_none(tmp_path: Path, store_dir: Path, three_runs: N
 def test_runs_unknown_status_is_refused(tmp_path: Path, store_dir: Path, three_runs: None) -> None:
     """An unknown --status is one error line listing the statuses."""
     assert one_error(invoke("--store", str(store_dir), "runs", "--status", "done")) == (
-        "Error: Invalid value for '--status': 'done' is not one of 'running', "
+        "Error: Invalid value for '--status': 'done' is not one of 'queued', 'running', "
         "'waiting-approval', 'waiting-signal', 'waiting-timer', 'finished', 'failed', 'cancelled' "
         "(see `smithers runs --help`)."
     )

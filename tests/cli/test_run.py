@@ -164,7 +164,7 @@ def test_run_waiting_for_a_signal_prints_the_signal_command(
 ) -> None:
     """A run parked at a Signal exits 3 and prints the command that delivers its data."""
     result = invoke(
-        "--store", str(store_dir), "run", str(EXAMPLES / "developer_approval.py"), "--run-id", "d1"
+        "--store", str(store_dir), "run", str(EXAMPLES / "review_sketch.py"), "--run-id", "d1"
     )
     assert result.code == 3
     assert result.out.splitlines() == [

@@ -148,7 +148,7 @@ def test_developer_approval_signal_then_approve_opens_the_pull_request(
     store: KVStore, artifacts: Path
 ) -> None:
     """plan -> agent -> signal -> persist -> approve -> apply -> notify, across three resumes."""
-    flow, ns = example("developer_approval", "developer_approval")
+    flow, ns = example("review_sketch", "developer_approval")
     review = park_at_review(store, flow)
     patch_bytes = len(AGENT_DATA["patch"].encode())
     assert [(p.node_id, p.request) for p in review.pending] == [
@@ -182,7 +182,7 @@ def test_developer_approval_denied_fails_the_run_and_applies_nothing(
     store: KVStore, artifacts: Path
 ) -> None:
     """on_deny=fail: denying the change fails the run; apply and notify never run."""
-    flow, _ = example("developer_approval", "developer_approval")
+    flow, _ = example("review_sketch", "developer_approval")
     park_at_review(store, flow)
     smithers.deny("dev", "approve-change", note="Wrong repo", by="lead", store=store)
     done = smithers.resume("dev", store=store, definition=flow)
@@ -203,7 +203,7 @@ def test_developer_approval_from_the_command_line(tmp_path: Path) -> None:
     """CLI processes: run 3, bad signal 4, signal 3, second signal 4, approve 0 (finished)."""
     store = tmp_path / "store"
     env = child_env(SMITHERS_ARTIFACTS=str(tmp_path / "artifacts"))
-    flow = str(EXAMPLES / "developer_approval.py")
+    flow = str(EXAMPLES / "review_sketch.py")
 
     def cli(*args: str) -> Any:
         return smithers_cli(store, *args, cwd=tmp_path, env=env)
@@ -244,5 +244,5 @@ def test_developer_approval_from_the_command_line(tmp_path: Path) -> None:
 
 def test_developer_approval_counts_in_words() -> None:
     """The review summary says "1 file" and "1 byte", never "1 bytes"."""
-    _, ns = example("developer_approval", "developer_approval")
+    _, ns = example("review_sketch", "developer_approval")
     assert [ns["counted"](n, "byte") for n in (0, 1, 2)] == ["0 bytes", "1 byte", "2 bytes"]

@@ -21,6 +21,7 @@ from smithers.errors import (
 )
 from smithers.store.base import (
     DEAD_AFTER,
+    OPEN_RUN_STATUSES,
     Batch,
     CommitResult,
     Decision,
@@ -28,10 +29,11 @@ from smithers.store.base import (
     NodeKey,
     RunSnapshot,
     check_decidable,
+    check_slot,
     check_token,
     run_not_found,
 )
-from smithers.store.kv import service
+from smithers.store.kv import flow, service
 from smithers.store.kv.indexes import due_runs, put_run
 from smithers.store.kv.keys import (
     MAX_KEY,
@@ -44,6 +46,7 @@ from smithers.store.kv.protocol import KV, Txn
 from smithers.store.records import (
     TERMINAL_RUN_STATUSES,
     ApprovalRecord,
+    ArtifactRecord,
     AttemptRecord,
     EventRecord,
     GroupRecord,
@@ -55,6 +58,7 @@ from smithers.store.records import (
     RunRecord,
     SignalRecord,
     TokenRecord,
+    WebhookRecord,
     WorkerClaim,
 )
 from smithers.store.votes import apply_decision
@@ -357,6 +361,8 @@ class KVStore:
                     f"Run id `{run.run_id}` is already taken in this store; pass another "
                     f"--run-id, or continue it with `smithers resume {run.run_id}`."
                 )
+            if run.concurrency_key is not None:  # one writer at a time: the check holds
+                check_slot(run, self._open_runs(txn))
             stored_next = txn.get("meta", _NEXT_RUN)
             number = 1 if stored_next is None else int.from_bytes(stored_next, "big")
             txn.put("meta", _NEXT_RUN, (number + 1).to_bytes(8, "big"))
@@ -375,6 +381,16 @@ class KVStore:
 
     def create_run(self, run: RunRecord, batch: Batch) -> RunRecord:
         return self._write(self._creator(run, batch))
+
+    def _open_runs(self, txn: Txn) -> list[RunRecord]:
+        """Unfinished runs, oldest first (for a concurrency check inside a write)."""
+        found = []
+        for status in OPEN_RUN_STATUSES:
+            for key, _ in txn.scan("idx_status", status.encode() + b"\x00"):
+                raw = txn.get("runs", key[-8:])
+                if raw is not None:
+                    found.append(_RUN.decode(raw))
+        return sorted(found, key=lambda r: r.key)
 
     def _committer(
         self, run_id: str, batch: Batch, token: str | None
@@ -588,3 +604,29 @@ class KVStore:
 
     def worker_claim(self, run_id: str) -> WorkerClaim | None:
         return service.worker_claim(self._kv, run_id)
+
+    # -- artifacts, consumer cursors, webhooks (DESIGN §14) ----------------------------------
+
+    def put_artifact(self, record: ArtifactRecord, data: bytes) -> None:
+        flow.put_artifact(self._kv, record, data)
+
+    def artifact_data(self, sha256: str) -> bytes | None:
+        return flow.artifact_data(self._kv, sha256)
+
+    def run_artifacts(self, run_id: str) -> list[ArtifactRecord]:
+        return flow.run_artifacts(self._kv, run_id)
+
+    def cursor(self, name: str) -> int:
+        return flow.cursor(self._kv, name)
+
+    def set_cursor(self, name: str, seq: int) -> None:
+        flow.set_cursor(self._kv, name, seq)
+
+    def add_webhook(self, hook: WebhookRecord) -> None:
+        flow.add_webhook(self._kv, hook)
+
+    def webhooks(self) -> list[WebhookRecord]:
+        return flow.webhooks(self._kv)
+
+    def remove_webhook(self, name: str) -> bool:
+        return flow.remove_webhook(self._kv, name)

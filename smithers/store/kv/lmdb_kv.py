@@ -124,7 +124,10 @@ class _LmdbTxn:
     def get(self, table: str, key: bytes) -> bytes | None:
         if not key or len(key) > MAX_KEY:
             return None  # LMDB could never have stored it (and would raise BadValsizeError)
-        value = self._txn.get(key, db=self._dbs[table])
+        db = self._dbs[table]
+        if db is None:  # a later table missing from an older store opened read-only
+            return None
+        value = self._txn.get(key, db=db)
         return None if value is None else bytes(value)
 
     def put(
@@ -146,6 +149,8 @@ class _LmdbTxn:
     def scan(
         self, table: str, prefix: bytes = b"", *, start: bytes | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
+        if self._dbs[table] is None:
+            return
         cursor = self._txn.cursor(db=self._dbs[table])
         begin = max(prefix, start) if start is not None else prefix
         if not cursor.set_range(begin):
@@ -192,6 +197,21 @@ def _open_env(path: str, readonly: bool) -> tuple[Any, dict[str, Any]]:
         return env, dbs
 
 
+# Tables added after the first stores were made: a store opened read-only before anything
+# opened it for writing (which creates them) reads them as empty.
+_ADDED_LATER = frozenset({"artifacts", "run_artifacts", "cursors", "webhooks"})
+
+
+def _open_existing(env: Any, name: str) -> Any:
+    """A named database of a read-only environment; None for a missing later table."""
+    try:
+        return env.open_db(name.encode(), create=False)
+    except lmdb.NotFoundError:
+        if name in _ADDED_LATER:
+            return None
+        raise
+
+
 def _open_tables(env: Any, path: str, readonly: bool) -> dict[str, Any]:
     """Open the named databases and check the format marker.
 
@@ -200,7 +220,7 @@ def _open_tables(env: Any, path: str, readonly: bool) -> dict[str, Any]:
     """
     if readonly:
         try:
-            dbs = {name: env.open_db(name.encode(), create=False) for name in TABLES}
+            dbs = {name: _open_existing(env, name) for name in TABLES}
         except lmdb.NotFoundError:
             raise StoreError(
                 f"The directory {path} holds an LMDB environment that is not a smithers store; "

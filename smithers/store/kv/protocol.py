@@ -36,6 +36,10 @@ TABLES = (
     "tokens",
     "link_keys",
     "claims",
+    "artifacts",
+    "run_artifacts",
+    "cursors",
+    "webhooks",
 )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from smithers.errors import StoreError
-from smithers.store.postgres import service
+from smithers.store.postgres import flow, service
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version"]
 
@@ -121,7 +121,7 @@ _V2 = [
     )""",
 ]
 
-MIGRATIONS: tuple[list[str], ...] = (_V1, _V2, service.MIGRATION)
+MIGRATIONS: tuple[list[str], ...] = (_V1, _V2, service.MIGRATION, flow.MIGRATION)
 """``MIGRATIONS[i]`` takes a database from schema version ``i`` to ``i + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -21,19 +21,22 @@ from smithers.errors import (
     SignalError,
     SmithersError,
 )
+from smithers.store.artifacts import verified
 from smithers.store.base import (
     DEAD_AFTER,
+    OPEN_RUN_STATUSES,
     Batch,
     CommitResult,
     Decision,
     DueRun,
     RunSnapshot,
     check_decidable,
+    check_slot,
     check_token,
     run_not_found,
 )
 from smithers.store.kv.keys import MAX_KEY
-from smithers.store.postgres import reads, service
+from smithers.store.postgres import flow, reads, service
 from smithers.store.postgres.claims import claim_due_runs
 from smithers.store.postgres.connection import Pool
 from smithers.store.postgres.events import Listener, append_events
@@ -47,6 +50,7 @@ from smithers.store.postgres.rows import (
 from smithers.store.records import (
     TERMINAL_RUN_STATUSES,
     ApprovalRecord,
+    ArtifactRecord,
     AttemptRecord,
     EventRecord,
     Iteration,
@@ -56,6 +60,7 @@ from smithers.store.records import (
     RunRecord,
     SignalRecord,
     TokenRecord,
+    WebhookRecord,
     WorkerClaim,
 )
 from smithers.store.votes import apply_decision
@@ -255,6 +260,13 @@ class PostgresStore:
             # run another creator committed meanwhile.
             cur.execute(_NEXT_RUN_KEY)
             (number,) = cur.fetchone()
+            if run.concurrency_key is not None:  # creators are serialised by the counter
+                cur.execute(
+                    "SELECT record::text FROM smithers_runs WHERE status = ANY(%s) "
+                    "AND record->>'concurrency_key' = %s ORDER BY key",
+                    (list(OPEN_RUN_STATUSES), run.concurrency_key),
+                )
+                check_slot(run, [decode_run(raw) for (raw,) in cur.fetchall()])
             cur.execute("SELECT 1 FROM smithers_runs WHERE run_id = %s", (run.run_id,))
             if cur.fetchone() is not None:
                 raise InputError(
@@ -524,6 +536,33 @@ class PostgresStore:
 
     def worker_claim(self, run_id: str) -> WorkerClaim | None:
         return self._read(lambda cur: service.worker_claim(cur, run_id))
+
+    # -- artifacts, consumer cursors, webhooks (DESIGN §14) ----------------------------------
+
+    def put_artifact(self, record: ArtifactRecord, data: bytes) -> None:
+        self._write(lambda cur: flow.put_artifact(cur, record, data))
+
+    def artifact_data(self, sha256: str) -> bytes | None:
+        data = self._read(lambda cur: flow.artifact_data(cur, sha256))
+        return verified(sha256, data, self.location)
+
+    def run_artifacts(self, run_id: str) -> list[ArtifactRecord]:
+        return self._read(lambda cur: flow.run_artifacts(cur, run_id))
+
+    def cursor(self, name: str) -> int:
+        return self._read(lambda cur: flow.cursor(cur, name))
+
+    def set_cursor(self, name: str, seq: int) -> None:
+        self._write(lambda cur: flow.set_cursor(cur, name, seq))
+
+    def add_webhook(self, hook: WebhookRecord) -> None:
+        self._write(lambda cur: flow.add_webhook(cur, hook))
+
+    def webhooks(self) -> list[WebhookRecord]:
+        return self._read(flow.webhooks)
+
+    def remove_webhook(self, name: str) -> bool:
+        return self._write(lambda cur: flow.remove_webhook(cur, name))
 
 
 def _approval(cur: Any, key: int, node_id: str, iteration: Iteration) -> ApprovalRecord | None:
