@@ -65,12 +65,36 @@ def render(
         csrf=csrf_token(service.store, nonce),
         path=request.url.path,
         event_types=_EVENT_TYPES,
+        artifact_text=lambda value: artifact_text(service.store, value),
         **context,
     )
     response = HTMLResponse(text, status_code=code)
     if new:
         set_nonce(request, response, nonce)
     return _headers(response)
+
+
+_INLINE_LIMIT = 64 * 1024  # larger text is offered as a download only
+_TEXT_TYPES = ("application/json", "application/x-diff", "application/x-patch")
+
+
+def artifact_text(store: Any, value: Any) -> str | None:
+    """The text of a small text artifact named by ``value`` (an `Artifact` as builtins), to
+    show inline (the template escapes it); None for anything else, or when it cannot be read
+    (the download link stays, and says why when followed)."""
+    if not isinstance(value, dict):
+        return None
+    ref, media, size = value.get("ref"), value.get("media_type") or "", value.get("size")
+    if not isinstance(ref, str) or not isinstance(size, int) or size > _INLINE_LIMIT:
+        return None
+    if not (media.startswith("text/") or media in _TEXT_TYPES):
+        return None
+    from smithers.runtime.artifacts import read_artifact
+
+    try:
+        return read_artifact(store, ref).decode("utf-8", errors="replace")
+    except SmithersError:
+        return None
 
 
 def redirect(url: str) -> Response:
