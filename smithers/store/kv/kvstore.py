@@ -61,6 +61,7 @@ from smithers.store.records import (
     WebhookRecord,
     WorkerClaim,
 )
+from smithers.store.rules import group_members
 from smithers.store.votes import apply_decision
 
 __all__ = ["KVStore"]
@@ -541,13 +542,12 @@ class KVStore:
     ) -> tuple[str, ...]:
         def write(txn: Txn) -> tuple[str, ...]:
             raw = txn.get("actor_groups", name.encode())
-            members = set() if raw is None else set(_MEMBERS.decode(raw))
-            members = (members | set(add)) - set(remove)
+            members = group_members(() if raw is None else _MEMBERS.decode(raw), add, remove)
             if members:
-                txn.put("actor_groups", name.encode(), _ENC.encode(sorted(members)))
+                txn.put("actor_groups", name.encode(), _ENC.encode(list(members)))
             else:
                 txn.delete("actor_groups", name.encode())
-            return tuple(sorted(members))
+            return members
 
         return self._write(write)
 

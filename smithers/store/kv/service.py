@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import msgspec
 
-from smithers.errors import InputError
 from smithers.store.kv.protocol import KV, Txn
 from smithers.store.records import LinkKey, TokenRecord, WorkerClaim
+from smithers.store.rules import claim_released, claim_taken, token_taken
 
 __all__ = [
     "add_token",
@@ -31,10 +31,7 @@ def add_token(kv: KV, token: TokenRecord) -> None:
 
     def write(txn: Txn) -> None:
         if not txn.put("tokens", token.name.encode(), _ENC.encode(token), overwrite=False):
-            raise InputError(
-                f"A token named `{token.name}` already exists; pick another name, or revoke it "
-                f"first with `smithers token revoke {token.name}`."
-            )
+            raise token_taken(token.name)
 
     kv.write(write)
 
@@ -72,11 +69,9 @@ def claim_run(kv: KV, run_id: str, owner: str, now: float, until: float) -> bool
 
     def write(txn: Txn) -> bool:
         raw = txn.get("claims", run_id.encode())
-        found = None if raw is None else _CLAIM.decode(raw)
-        if found is not None and found.until > now and found.owner != owner:
+        claim = claim_taken(None if raw is None else _CLAIM.decode(raw), run_id, owner, now, until)
+        if claim is None:
             return False
-        base = found or WorkerClaim(run_id=run_id)
-        claim = msgspec.structs.replace(base, owner=owner, until=until)
         txn.put("claims", run_id.encode(), _ENC.encode(claim))
         return True
 
@@ -98,19 +93,11 @@ def release_claim(
         found = None if raw is None else _CLAIM.decode(raw)
         if found is not None and found.owner != owner:
             return  # the claim lapsed and another worker holds it now
-        if failure is None:
+        claim = claim_released(found, run_id, failure, failed_at, retry_at)
+        if claim is None:
             txn.delete("claims", run_id.encode())
-            return
-        base = found or WorkerClaim(run_id=run_id)
-        claim = msgspec.structs.replace(
-            base,
-            owner=None,
-            until=retry_at or 0.0,
-            failures=base.failures + 1,
-            error=failure,
-            failed_at=failed_at,
-        )
-        txn.put("claims", run_id.encode(), _ENC.encode(claim))
+        else:
+            txn.put("claims", run_id.encode(), _ENC.encode(claim))
 
     kv.write(write)
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import msgspec
 
-from smithers.errors import InputError
 from smithers.store.records import LinkKey, TokenRecord, WorkerClaim
+from smithers.store.rules import claim_released, claim_taken, token_taken
 
 __all__ = [
     "MIGRATION",
@@ -57,10 +57,7 @@ def add_token(cur: Any, token: TokenRecord) -> None:
         (token.name, _json(token)),
     )
     if cur.fetchone() is None:
-        raise InputError(
-            f"A token named `{token.name}` already exists; pick another name, or revoke it "
-            f"first with `smithers token revoke {token.name}`."
-        )
+        raise token_taken(token.name)
 
 
 def tokens(cur: Any) -> list[TokenRecord]:
@@ -137,11 +134,10 @@ def claim_run(cur: Any, run_id: str, owner: str, now: float, until: float) -> bo
     # A first claim of a run has no row to lock: serialise claimers of this run id.
     cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("smithers-claim:" + run_id,))
     cur.fetchone()
-    found = _claim(cur, run_id)
-    if found is not None and found.until > now and found.owner != owner:
+    claim = claim_taken(_claim(cur, run_id), run_id, owner, now, until)
+    if claim is None:
         return False
-    base = found or WorkerClaim(run_id=run_id)
-    _put_claim(cur, msgspec.structs.replace(base, owner=owner, until=until))
+    _put_claim(cur, claim)
     _hide_until(cur, run_id, until)
     return True
 
@@ -159,23 +155,13 @@ def release_claim(
     found = _claim(cur, run_id)
     if found is not None and found.owner != owner:
         return  # the claim lapsed and another worker holds it now
-    if failure is None:
+    claim = claim_released(found, run_id, failure, failed_at, retry_at)
+    if claim is None:
         cur.execute("DELETE FROM smithers_claims WHERE run_id = %s", (run_id,))
         _hide_until(cur, run_id, None)
         return
-    _hide_until(cur, run_id, retry_at or 0.0)
-    base = found or WorkerClaim(run_id=run_id)
-    _put_claim(
-        cur,
-        msgspec.structs.replace(
-            base,
-            owner=None,
-            until=retry_at or 0.0,
-            failures=base.failures + 1,
-            error=failure,
-            failed_at=failed_at,
-        ),
-    )
+    _hide_until(cur, run_id, claim.until)
+    _put_claim(cur, claim)
 
 
 def worker_claim(cur: Any, run_id: str) -> WorkerClaim | None:

@@ -63,6 +63,7 @@ from smithers.store.records import (
     WebhookRecord,
     WorkerClaim,
 )
+from smithers.store.rules import group_members
 from smithers.store.votes import apply_decision
 
 __all__ = ["PostgresStore"]
@@ -467,17 +468,16 @@ class PostgresStore:
                 (name,),
             )
             row = cur.fetchone()
-            members = set() if row is None else set(_MEMBERS.decode(row[0]))
-            members = (members | set(add)) - set(remove)
+            members = group_members(() if row is None else _MEMBERS.decode(row[0]), add, remove)
             if members:
                 cur.execute(
                     "INSERT INTO smithers_actor_groups (name, members) VALUES (%s, %s::json) "
                     "ON CONFLICT (name) DO UPDATE SET members = EXCLUDED.members",
-                    (name, msgspec.json.encode(sorted(members)).decode()),
+                    (name, msgspec.json.encode(list(members)).decode()),
                 )
             else:
                 cur.execute("DELETE FROM smithers_actor_groups WHERE name = %s", (name,))
-            return tuple(sorted(members))
+            return members
 
         return self._write(write)
 
