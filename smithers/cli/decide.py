@@ -56,44 +56,6 @@ def _confirm(run_id: str, approved: bool) -> Callable[[str, tuple[int, ...], Any
     return confirm
 
 
-def _decide_cmd(
-    approved: bool,
-    run_id: str,
-    node: str | None,
-    iteration: str | None,
-    note: str | None,
-    by: str | None,
-    no_resume: bool,
-    yes: bool,
-    workflow: str | None,
-) -> int:
-    from smithers.runtime.usecases import decide
-
-    its = parse_iteration(iteration)
-    store = settings().open()
-    try:
-        outcome = execute(
-            decide(
-                store,
-                run_id,
-                approved=approved,
-                node_id=node,
-                iteration=its,
-                note=note,
-                by=by,
-                resume=not no_resume,
-                workflow=workflow,
-                confirm=None if yes or not sys.stdin.isatty() else _confirm(run_id, approved),
-                say=say,
-                on_event=progress,
-                handle_signals=True,
-            )
-        )
-        return _finish(outcome)
-    finally:
-        store.close()
-
-
 def _decision_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.argument("run_id"),
@@ -128,7 +90,31 @@ def _decision_command(name: str, approved: bool, help: str) -> click.Command:
         yes: bool,
         workflow: str | None,
     ) -> int:
-        return _decide_cmd(approved, run_id, node, iteration, note, by, no_resume, yes, workflow)
+        from smithers.runtime.usecases import decide
+
+        its = parse_iteration(iteration)
+        store = settings().open()
+        try:
+            outcome = execute(
+                decide(
+                    store,
+                    run_id,
+                    approved=approved,
+                    node_id=node,
+                    iteration=its,
+                    note=note,
+                    by=by,
+                    resume=not no_resume,
+                    workflow=workflow,
+                    confirm=None if yes or not sys.stdin.isatty() else _confirm(run_id, approved),
+                    say=say,
+                    on_event=progress,
+                    handle_signals=True,
+                )
+            )
+            return _finish(outcome)
+        finally:
+            store.close()
 
     return command
 

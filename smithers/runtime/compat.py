@@ -113,7 +113,7 @@ def check_resumable(
     *,
     accept_workflow_change: bool = False,
     fix: str = RESUME_FIX,
-) -> None:
+) -> Graph | None:
     """Check that resuming ``run`` with ``definition`` would not be refused; write nothing.
 
     Renders the run's graph against its committed state, as resume does, then makes
@@ -128,6 +128,9 @@ def check_resumable(
         accept_workflow_change: Skip the source-change check, as resume's option does.
         fix: The options to name in a refusal (those of the command that asked).
 
+    Returns:
+        The graph it rendered (what `current_graph` gives), or None for an unknown run.
+
     Raises:
         WorkflowChangedError: When finished nodes no longer match (unless accepted).
         OutputTypeChangedError: When a committed output no longer decodes.
@@ -135,13 +138,14 @@ def check_resumable(
     """
     snapshot = store.load(run.run_id)
     if snapshot is None:
-        return
+        return None
     last = last_graph(store, snapshot.run)
     view = RunView(RunState(snapshot), last)
     graph, _ = render_run(definition, view, run.run_id, snapshot.run.input)
     check_outputs(graph, snapshot.outputs, view.types)
     if accept_workflow_change or last is None or source_changed(snapshot.run) is None:
-        return
+        return graph
     changed = incompatible(last, graph, snapshot.nodes)
     if changed:
         raise changed_refusal(run.run_id, changed, fix)
+    return graph

@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 
+from smithers.compiler.graph import Graph
 from smithers.compiler.render import render
 from smithers.components.definition import WorkflowDefinition
 from smithers.errors import AlreadyDecidedError, LoadError, RunLockedError, UnknownRunError
@@ -100,12 +101,15 @@ def _cwd(run: RunRecord) -> str | None:
     return run.definition.cwd if run.definition is not None else None
 
 
-def _check_goes_on(store: Store, run: RunRecord, definition: WorkflowDefinition, fix: str) -> None:
+def _check_goes_on(
+    store: Store, run: RunRecord, definition: WorkflowDefinition, fix: str
+) -> Graph | None:
     """Refuse, before anything is recorded, a definition the resume that follows would
-    refuse (a decision is final: a command that exits 4 must have written nothing)."""
+    refuse (a decision is final: a command that exits 4 must have written nothing); the
+    run's graph as rendered for the check."""
     with working_directory(_cwd(run)):
         fix = f"nothing was recorded; {fix.format(run_id=run.run_id)}"
-        check_resumable(store, run, definition, fix=fix)
+        return check_resumable(store, run, definition, fix=fix)
 
 
 # -- start / resume ----------------------------------------------------------------------------
@@ -328,10 +332,11 @@ async def deliver(
         if resume:
             raise
     if definition is not None:  # validate the data before anything is written
-        if resume:
-            _check_goes_on(store, run, definition, SIGNAL_FIX)
-        with working_directory(_cwd(run)):
-            graph = current_graph(store, run_id, definition)
+        if resume:  # the check renders the graph the data is validated against
+            graph = _check_goes_on(store, run, definition, SIGNAL_FIX)
+        if graph is None:
+            with working_directory(_cwd(run)):
+                graph = current_graph(store, run_id, definition)
     signal(run_id, node_id, data, store=store, iteration=iteration, graph=graph)
     run = need_run(store, run_id)  # as the delivery left it: who owns it now
     if graph is None:
