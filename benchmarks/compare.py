@@ -31,6 +31,8 @@ from typing import Annotated, TypedDict
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.run import floor_commit, whole_process  # noqa: E402
+
 CHAIN = 1000
 FAN = 100
 FRAMEWORKS = ("smithers", "langgraph", "dbos")
@@ -49,35 +51,6 @@ def installed(name: str) -> bool:
         except ModuleNotFoundError:
             return False
     return True
-
-
-def floor(folder: str, n: int = 200) -> float:
-    """Median of `n` fsync'd single-put LMDB commits, LMDB opened as the store opens it."""
-    import lmdb
-
-    from smithers.store.kv.lmdb_kv import _MAP_FLOOR, OPEN_OPTIONS
-
-    path = os.path.join(folder, "floor")
-    os.makedirs(path)
-    env = lmdb.open(path, **OPEN_OPTIONS)
-    env.set_mapsize(_MAP_FLOOR)
-    db = env.open_db(b"floor")
-    samples = []
-    for i in range(n):
-        start = time.perf_counter()
-        with env.begin(write=True) as txn:
-            txn.put(i.to_bytes(8, "big"), b"x" * 64, db=db)
-        samples.append(time.perf_counter() - start)
-    env.close()
-    return statistics.median(samples)
-
-
-def dir_bytes(path: str) -> int:
-    total = 0
-    for base, _dirs, files in os.walk(path):
-        for f in files:
-            total += os.path.getsize(os.path.join(base, f))
-    return total
 
 
 # --- smithers --------------------------------------------------------------------------------
@@ -381,15 +354,6 @@ def _env() -> dict[str, str]:
     return env
 
 
-def whole(argv: list[str], cwd: str) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(argv, cwd=cwd, env=_env(), capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{argv} exited {done.returncode}: {done.stderr.strip()[-2000:]}")
-    return elapsed
-
-
 def one_round(name: str, chain_n: int, fan_n: int) -> dict[str, float]:
     """One child process per framework and round, so no framework's state leaks into another."""
     with tempfile.TemporaryDirectory(prefix=f"compare-{name}-", dir=os.environ.get("TMPDIR")) as d:
@@ -403,8 +367,8 @@ def one_round(name: str, chain_n: int, fan_n: int) -> dict[str, float]:
             raise SystemExit(f"{name} failed: {out.stderr.strip()[-3000:]}")
         figures = {k: float(v) for k, v in (line.split("=") for line in out.stdout.split())}
         park = {"smithers": smithers_park, "langgraph": langgraph_park, "dbos": dbos_park}[name]
-        figures["approve"] = whole(park(d), cwd=d)
-        figures["floor"] = floor(d)
+        figures["approve"] = whole_process(park(d), cwd=d, env=_env())
+        figures["floor"] = statistics.median(floor_commit(d, 200))
     return figures
 
 

@@ -179,15 +179,13 @@ def approve_whole_process(folder: str, n: int, env: dict[str, str]) -> list[floa
     return samples[1:]
 
 
-def approvals_inbox(
-    folder: str, runs: int, gates: int, n: int, env: dict[str, str]
-) -> tuple[list[float], int]:
-    """`smithers approvals` over a store with `runs` runs, `gates` of them parked at a gate."""
+def inbox_store(path: str, runs: int, gates: int) -> int:
+    """Write a store with `runs` runs, `gates` of them parked at a requested gate; how many
+    were parked."""
     from smithers.runtime.lease import now_iso
     from smithers.store.base import Batch
     from smithers.store.records import ApprovalRecord, NewEvent, NodeRecord, RunRecord
 
-    path = os.path.join(folder, "inbox")
     store = open_store(path)
     every = max(runs // gates, 1)
     made = 0
@@ -228,6 +226,15 @@ def approvals_inbox(
             store.create_run(record, batch)
     finally:
         store.close()
+    return made
+
+
+def approvals_inbox(
+    folder: str, runs: int, gates: int, n: int, env: dict[str, str]
+) -> tuple[list[float], int]:
+    """`smithers approvals` over a store with `runs` runs, `gates` of them parked at a gate."""
+    path = os.path.join(folder, "inbox")
+    made = inbox_store(path, runs, gates)
     samples = [
         whole_process(
             [sys.executable, "-m", "smithers", "--store", path, "approvals"], cwd=folder, env=env

@@ -29,13 +29,11 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from benchmarks.run import inbox_store  # noqa: E402
 from smithers import run  # noqa: E402
-from smithers.runtime.lease import now_iso  # noqa: E402
 from smithers.runtime.loader import load_definition  # noqa: E402
 from smithers.service.auth import create_token  # noqa: E402
 from smithers.store import open_store  # noqa: E402
-from smithers.store.base import Batch  # noqa: E402
-from smithers.store.records import ApprovalRecord, NewEvent, NodeRecord, RunRecord  # noqa: E402
 
 GATE = "approve-deploy"
 
@@ -145,41 +143,6 @@ async def approve_concurrently(
         await asyncio.gather(*(one(r) for r in ids))
         wall = time.perf_counter() - start
     return latencies, errors, wall
-
-
-def inbox_store(path: str, runs: int, gates: int) -> None:
-    """A store with ``runs`` runs, ``gates`` of them parked at a requested gate."""
-    store = open_store(path)
-    every = max(runs // gates, 1)
-    made = 0
-    try:
-        for i in range(runs):
-            now = now_iso()
-            parked = i % every == 0 and made < gates
-            made += parked
-            record = RunRecord(
-                run_id=f"run-{i}",
-                workflow="deploy",
-                status="waiting-approval" if parked else "finished",
-                created_at=now,
-                updated_at=now,
-            )
-            batch = Batch(events=[NewEvent(type="run.started", at=now)])
-            if parked:
-                batch.nodes.append(
-                    NodeRecord(node_id=GATE, kind="approval", state="waiting-approval")
-                )
-                batch.approvals.append(
-                    ApprovalRecord(
-                        node_id=GATE,
-                        status="requested",
-                        requested_at=now,
-                        request={"title": f"Deploy 1.{i}?", "summary": "Roll out."},
-                    )
-                )
-            store.create_run(record, batch)
-    finally:
-        store.close()
 
 
 def main() -> None:
