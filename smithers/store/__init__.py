@@ -13,6 +13,7 @@ from smithers.store.base import (
     RunSnapshot,
     Store,
     default_store_path,
+    redacted,
 )
 from smithers.store.kv.kvstore import KVStore
 from smithers.store.kv.memory import memory_store
@@ -128,13 +129,3 @@ def _open_postgres(url: str, shown: str, *, create: bool) -> PostgresStore:
             "installed; run `pip install 'smithers[postgres]'`."
         ) from None
     return open_postgres_store(url, create=create)
-
-
-def redacted(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (messages are shown and logged)."""
-    head, at, tail = url.rpartition("@")
-    if not at:
-        return url
-    scheme, sep, userinfo = head.partition("://")
-    user, colon, _ = userinfo.partition(":")
-    return f"{scheme}{sep}{user}{':***' if colon else ''}@{tail}"

@@ -51,6 +51,7 @@ __all__ = [
     "default_store_path",
     "is_parked",
     "need_run",
+    "redacted",
     "run_not_found",
 ]
 
@@ -534,3 +535,13 @@ def check_slot(run: RunRecord, open_runs: list[RunRecord]) -> None:
             f"when run {same[-1].run_id} ends.",
             ahead=same[-1].run_id,
         )
+
+
+def redacted(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (messages are shown and logged)."""
+    head, at, tail = url.rpartition("@")
+    if not at:
+        return url
+    scheme, sep, userinfo = head.partition("://")
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}{sep}{user}{':***' if colon else ''}@{tail}"

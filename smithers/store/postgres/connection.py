@@ -15,21 +15,12 @@ from typing import Any, TypeVar
 import psycopg
 
 from smithers.errors import StoreError
+from smithers.store.base import redacted
 
 __all__ = ["Pool", "redacted"]
 
 T = TypeVar("T")
 _CONNECT_TIMEOUT = 10  # seconds: an unreachable server is reported, not waited for forever
-
-
-def redacted(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (messages are shown and logged)."""
-    head, at, tail = url.rpartition("@")
-    if not at:
-        return url
-    scheme, sep, userinfo = head.partition("://")
-    user, colon, _ = userinfo.partition(":")
-    return f"{scheme}{sep}{user}{':***' if colon else ''}@{tail}"
 
 
 def _reason(exc: BaseException) -> str:
