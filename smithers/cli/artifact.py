@@ -47,12 +47,8 @@ def ls_cmd(run_id: str) -> int:
     """List the artifacts of run RUN_ID: ref, size, media type and name."""
     from smithers.runtime.artifacts import run_artifacts
 
-    store = settings().open_if_any()
-    try:
+    with settings().reading() as store:
         rows = run_artifacts(store, run_id) if store is not None else []
-    finally:
-        if store is not None:
-            store.close()
     if settings().as_json:
         emit_json(rows)
     else:

@@ -61,12 +61,8 @@ def list_cmd() -> int:
     """List every group and its members."""
     from smithers.runtime.groups import groups_document
 
-    store = settings().open_if_any()
-    try:
+    with settings().reading() as store:
         rows = groups_document(store) if store is not None else []
-    finally:
-        if store is not None:
-            store.close()
     if settings().as_json:
         emit_json(rows)
     else:

@@ -81,8 +81,7 @@ def runs_cmd(status: str | None) -> int:
     """List runs (from the status index with --status)."""
     from smithers.runtime.documents import resume_command, runs_document, stranded
 
-    store = settings().open_if_any()
-    try:
+    with settings().reading() as store:
         runs = store.runs(status) if store is not None else []
         if settings().as_json:
             emit_json(runs_document(runs, settings().store_flag()))
@@ -103,9 +102,6 @@ def runs_cmd(status: str | None) -> int:
             )
         out_lines(lines)
         return 0
-    finally:
-        if store is not None:
-            store.close()
 
 
 @click.command("approvals")
@@ -115,17 +111,13 @@ def approvals_cmd() -> int:
     from smithers.cli.text import gate_lines
     from smithers.runtime.documents import inbox_document
 
-    store = settings().open_if_any()
-    try:
+    with settings().reading() as store:
         rows = inbox_document(store, settings().store_flag()) if store is not None else []
         if settings().as_json:
             emit_json(rows)
         else:
             out_lines(gate_lines(rows))
         return 0
-    finally:
-        if store is not None:
-            store.close()
 
 
 def _follow(store: Any, run_id: str | None, after: int) -> Iterator[Any]:

@@ -3,9 +3,10 @@ the store it opens, exit codes, the one ``Error:`` line, JSON output and input p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -79,6 +80,17 @@ class Settings:
 
         path, _ = self.store_path()
         return open_store(path, create=create, readonly=readonly)
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Any]:
+        """The store opened to read it, closed afterwards; None when nothing exists at its
+        location yet (a listing of an absent store is empty, not an error)."""
+        store = self.open_if_any()
+        try:
+            yield store
+        finally:
+            if store is not None:
+                store.close()
 
     def open_if_any(self) -> Any:
         """Open the store to read it, or None when nothing exists at its location yet (a

@@ -144,12 +144,8 @@ def token_list() -> int:
     """List tokens (names, roles, expiry; never secrets)."""
     from smithers.runtime.clock import format_iso
 
-    store = settings().open_if_any()
-    try:
+    with settings().reading() as store:
         records = store.tokens() if store is not None else []
-    finally:
-        if store is not None:
-            store.close()
     rows = [
         {
             "name": r.name,

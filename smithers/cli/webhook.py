@@ -67,8 +67,7 @@ def add_cmd(name: str, url: str, types: str, secret: str | None) -> int:
 @global_options
 def list_cmd() -> int:
     """List every webhook: name, URL, event types, whether it signs, and its cursor."""
-    store = settings().open_if_any()
-    try:
+    with settings().reading() as store:
         rows = (
             [
                 {**_document(h), "cursor": store.cursor(f"webhook:{h.name}")}
@@ -77,9 +76,6 @@ def list_cmd() -> int:
             if store is not None
             else []
         )
-    finally:
-        if store is not None:
-            store.close()
     if settings().as_json:
         emit_json(rows)
     else:
