@@ -66,6 +66,10 @@ class _Scope:
     # The nearest enclosing group that is not a user component (on_deny="skip" checks it).
     structural: GroupKind | None
 
+    def at(self, index: int) -> _Scope:
+        """This scope for the child at ``index`` (`attrs.evolve` costs more, once per node)."""
+        return _Scope(self.parent, index, self.iteration, self.loops, self.skipped, self.structural)
+
 
 def compile_tree(root: Element, *, view: LoweringView | None = None) -> Graph:
     """Lower an element tree (rooted at a `Workflow`) to a `Graph`.
@@ -321,7 +325,7 @@ class _Lowering:
         if isinstance(element, Parallel):
             outs: list[tuple[str, EdgeKind]] = []
             for i, child in enumerate(element.children):
-                got = self._lower(child, _segment(child, i), attrs.evolve(inner, index=i), prev)
+                got = self._lower(child, _segment(child, i), inner.at(i), prev)
                 if got != prev:
                     outs.extend(got)
             return tuple(dict.fromkeys(outs)) if outs else prev
@@ -332,7 +336,7 @@ class _Lowering:
         # incoming edges; the loop itself waits for ``prev``.
         current: _Prev = () if isinstance(element, Loop) else prev
         for i, child in enumerate(children):
-            got = self._lower(child, _segment(child, i), attrs.evolve(inner, index=i), current)
+            got = self._lower(child, _segment(child, i), inner.at(i), current)
             if got != current:  # a skipped or empty child passes its predecessors through
                 current = tuple((unit, order) for unit, _ in got)
         if isinstance(element, Loop):
