@@ -1,7 +1,9 @@
 """The records the store persists: msgspec Structs in msgpack map form (never array_like).
 
 Records hold builtins only: the store never imports components or the compiler, so user
-values (outputs, inputs, signal data) travel as opaque msgpack bytes.
+values (outputs, inputs, signal data) travel as opaque msgpack bytes. Holding only decoded
+data, a record can never be part of a reference cycle, so every record is `gc=False`: the
+cyclic garbage collector neither tracks nor traverses the thousands a large run keeps.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ NodeState = Literal[
 ]
 
 
-class Lease(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Lease(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """Who executes a run now: checked by every owner write, refreshed by a heartbeat."""
 
     token: str
@@ -76,7 +78,7 @@ class Lease(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class DefinitionRef(
-    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="definition"
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False, tag="definition"
 ):
     """Where a run's definition came from, so ``resume`` needs only the run id."""
 
@@ -87,7 +89,7 @@ class DefinitionRef(
     source_hash: str | None = None
 
 
-class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """Why a run failed: the exception type, its message and the node, if any."""
 
     type: str
@@ -95,7 +97,7 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     node_id: str | None = None
 
 
-class RunRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class RunRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """One run: status, definition, input, latest graph frame, lease and inbox counter."""
 
     run_id: str
@@ -176,7 +178,9 @@ _EVENT_WIRE = {
 }
 
 
-class NodeRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, rename=_NODE_WIRE):
+class NodeRecord(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False, rename=_NODE_WIRE
+):
     """A node's durable state at one iteration; written only when it changes."""
 
     node_id: str
@@ -198,7 +202,7 @@ class NodeRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, 
 
 
 class GroupRecord(
-    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, rename=_GROUP_WIRE
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False, rename=_GROUP_WIRE
 ):
     """Loop progress, a frozen branch side, or a deny-skip mark, per group instance."""
 
@@ -214,7 +218,7 @@ class GroupRecord(
 
 
 class AttemptRecord(
-    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, rename=_ATTEMPT_WIRE
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False, rename=_ATTEMPT_WIRE
 ):
     """One attempt of a task: number, timing, outcome and error text."""
 
@@ -230,7 +234,7 @@ class AttemptRecord(
     duration_ms: float | None = None
 
 
-class ApprovalRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class ApprovalRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """A gate's request and decision per (run, node, iteration); nothing is overwritten."""
 
     node_id: str
@@ -259,7 +263,7 @@ class ApprovalRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     escalated: int = 0
 
 
-class SignalRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class SignalRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """Data delivered to a `Signal` (held until the node is reached).
 
     A signal takes one delivery; only a delivery the run rejected (its data did not match
@@ -314,7 +318,7 @@ EventType = Literal[
 a new one is added here, and mypy checks every place that names one."""
 
 
-class NewEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class NewEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """An event to append; the store gives it the next global sequence number."""
 
     type: EventType
@@ -325,7 +329,7 @@ class NewEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class EventRecord(
-    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, rename=_EVENT_WIRE
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False, rename=_EVENT_WIRE
 ):
     """One entry of the durable, gap-free event log."""
 
@@ -343,7 +347,7 @@ class EventRecord(
 Role = Literal["viewer", "approver", "agent", "admin"]
 
 
-class TokenRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class TokenRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """An API token: its name (the decider it records), its role, and only a hash of it."""
 
     name: str
@@ -354,7 +358,7 @@ class TokenRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     created_by: str | None = None
 
 
-class LinkKey(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class LinkKey(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """The HMAC-SHA256 key that signs links; rotating it invalidates every earlier link."""
 
     key_id: str
@@ -362,7 +366,7 @@ class LinkKey(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     created_at: str
 
 
-class WorkerClaim(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class WorkerClaim(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """A worker's short claim on a run it is about to resume, and its failures to resume it.
 
     Attributes:
@@ -384,7 +388,7 @@ class WorkerClaim(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
 # -- artifacts, consumer cursors, webhooks (DESIGN §14) ---------------------------------------
 
 
-class ArtifactRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class ArtifactRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """One artifact of a run: its content's SHA-256 (hex), what the task called it, its size
     in bytes and media type. The bytes are stored once per digest, apart."""
 
@@ -396,7 +400,7 @@ class ArtifactRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     created_at: str | None = None
 
 
-class WebhookRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class WebhookRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """A webhook: the worker POSTs each event whose type is in ``events`` to ``url``, signed
     with ``secret`` (HMAC-SHA256) when one is set; its cursor is ``webhook:NAME``."""
 
