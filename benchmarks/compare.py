@@ -368,7 +368,7 @@ def one_round(name: str, chain_n: int, fan_n: int) -> dict[str, float]:
         figures = {k: float(v) for k, v in (line.split("=") for line in out.stdout.split())}
         park = {"smithers": smithers_park, "langgraph": langgraph_park, "dbos": dbos_park}[name]
         figures["approve"] = whole_process(park(d), cwd=d, env=_env())
-        figures["floor"] = statistics.median(floor_commit(d, 200))
+        figures["floor"] = statistics.median(floor_commit(d))
     return figures
 
 

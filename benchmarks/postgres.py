@@ -183,7 +183,7 @@ def main() -> None:
             return
         lmdb_floor, lmdb_chain, pg_floor, pg_chain, pg_async = [], [], [], [], []
         for i in range(args.rounds):
-            lmdb_floor.extend(floor_commit(folder, 300, name=f"floor-{i}"))
+            lmdb_floor.extend(floor_commit(folder, name=f"floor-{i}"))
             lmdb_chain.append(timed_run(chain(1000), os.path.join(folder, f"c{i}")) / 1000)
             pg_floor.extend(floor_postgres(url, 300))
             pg_chain.append(timed_run(chain(1000), fresh_database(url)) / 1000)
