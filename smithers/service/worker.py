@@ -28,7 +28,7 @@ from typing import Protocol, runtime_checkable
 from smithers.runtime import clock
 from smithers.runtime.concurrency import promote_queued
 from smithers.runtime.lease import hostname, is_dead
-from smithers.service.children import finish_child, run_dir, start_child
+from smithers.service.children import ChildProcess, finish_child, run_dir, start_child
 from smithers.store.base import DEAD_AFTER, Batch, DueRun, Store
 from smithers.store.records import Lease, RunRecord
 
@@ -109,7 +109,7 @@ class Worker:
         self.name = f"worker:{hostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.stopping = False
         self._wake: asyncio.Event | None = None
-        self._running: dict[str, asyncio.subprocess.Process | None] = {}
+        self._running: dict[str, ChildProcess | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._done: set[str] = set()  # resumed during this tick: a tick resumes a run once
 
@@ -302,7 +302,7 @@ class Worker:
             await asyncio.wait(set(self._tasks))
 
 
-def _interrupt(proc: asyncio.subprocess.Process) -> None:
+def _interrupt(proc: ChildProcess) -> None:
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)

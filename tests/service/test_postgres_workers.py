@@ -121,9 +121,10 @@ def _workers(*procs: subprocess.Popen[str]) -> Iterator[list[subprocess.Popen[st
                 proc.wait()
 
 
-def _children_of(pid: int) -> list[int]:
-    """The pids whose parent is ``pid`` (Linux /proc)."""
-    found = []
+def _resumes_of(pid: int) -> list[int]:
+    """The resume children of the worker ``pid`` (Linux /proc): its descendants that lead
+    their own session (forked by its fork server, or started by it directly)."""
+    parents: dict[int, tuple[int, int]] = {}  # pid -> (parent, session)
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -131,9 +132,19 @@ def _children_of(pid: int) -> list[int]:
                     raw = stat.read()
             except OSError:
                 continue
-            if int(raw[raw.rindex(b")") + 2 :].split()[1]) == pid:
-                found.append(int(entry))
-    return found
+            fields = raw[raw.rindex(b")") + 2 :].split()
+            parents[int(entry)] = (int(fields[1]), int(fields[3]))
+
+    def descends(child: int) -> bool:
+        seen = set()
+        while child in parents and child not in seen:
+            seen.add(child)
+            child = parents[child][0]
+            if child == pid:
+                return True
+        return False
+
+    return [p for p, (_, session) in parents.items() if session == p and descends(p)]
 
 
 def _until(check: object, what: str) -> None:
@@ -190,7 +201,7 @@ def test_four_workers_on_two_hosts_finish_300_runs_once_with_one_killed(
         _until(lambda: _finished(store) >= 30, "the first runs finish")
         victim = alive.pop(0)
         resumes: list[int] = []
-        _until(lambda: resumes.extend(_children_of(victim.pid)) or resumes, "a victim's resume")
+        _until(lambda: resumes.extend(_resumes_of(victim.pid)) or resumes, "a victim's resume")
         victim.send_signal(signal.SIGKILL)
         for pid in resumes:
             os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,187 @@
+"""The service's child processes, forked from the fork server or started as `python -m
+smithers`: either way a child runs the command in the run's directory, with the service's
+environment as it is now, in a session of its own, and the service gets its exit code, its
+JSON document and its last stderr line; the workflow's own exit handlers run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from smithers import approve
+from smithers.service import children
+from smithers.service.children import finish_child, smithers_child, start_child
+from tests.integration.helpers import write
+from tests.service.helpers import opened_store, park
+
+# A gate, then a task that reports where and how it ran; the module registers an exit handler
+# that leaves a file behind, as a workflow flushing its own logs at exit would.
+PROBE = """
+import atexit
+import json
+import os
+from pathlib import Path
+
+from smithers import Approval, ApprovalRequest, Sequence, Task, Workflow, smithers
+
+HERE = Path(__file__).resolve().parent
+
+
+def _at_exit():
+    (HERE / "exited.txt").write_text(str(os.getpid()))
+
+
+atexit.register(_at_exit)
+
+
+def probe():
+    return json.dumps(
+        {
+            "cwd": os.getcwd(),
+            "session_leader": os.getsid(0) == os.getpid(),
+            "parent": os.getppid(),
+            "base_url": os.environ.get("SMITHERS_BASE_URL"),
+            "marker": os.environ.get("SMITHERS_CHILD_TEST"),
+        }
+    )
+
+
+@smithers
+def probed(ctx):
+    return Workflow(
+        Sequence(
+            Approval(id="gate", request=ApprovalRequest(title="Go?")),
+            ctx.output_maybe("gate") and Task(id="probe", output=str, run=probe),
+        ),
+        name="probed",
+    )
+"""
+
+CRASH = """
+from smithers import Approval, ApprovalRequest, Sequence, Workflow, smithers
+
+import os
+
+if os.environ.get("SMITHERS_CRASH_ON_LOAD"):
+    raise ZeroDivisionError("the module cannot load")
+
+
+@smithers
+def crashes(ctx):
+    return Workflow(Approval(id="gate", request=ApprovalRequest(title="Go?")), name="crashes")
+"""
+
+
+@pytest.fixture(params=["forked", "python -m"])
+def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways a child starts: forked from the fork server, or a fresh interpreter."""
+    if request.param == "python -m":
+        monkeypatch.setattr(children, "_FORK_SERVER", [False])
+    else:
+        assert children._FORK_SERVER[0], "this platform has no fork server"
+    return str(request.param)
+
+
+def test_a_resume_child_runs_where_and_as_the_run_needs(
+    tmp_path: Path, way: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child resumes in the run's directory (not the service's), in its own session, with
+    the environment as the service has it when it starts the child plus the base URL; the
+    service reads its exit code and run document; the workflow's exit handlers run."""
+    write(tmp_path / "probe.py", PROBE)
+    store = tmp_path / ".smithers"
+    park(tmp_path, store, "probe.py:probed", ["r"])
+    approve("r", "gate", store=str(store), by="ann")
+    monkeypatch.setenv("SMITHERS_CHILD_TEST", f"set after the service started ({way})")
+    elsewhere = tmp_path / "service"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    async def resume() -> children.Child:
+        return await smithers_child(
+            str(store), ["resume", "r"], cwd=str(tmp_path), base_url="https://ops.example"
+        )
+
+    child = asyncio.run(resume())
+    assert (child.code, child.document["status"]) == (0, "finished"), child
+    with opened_store(store) as opened:
+        raw = opened.output("r", "probe", ())
+    assert raw is not None
+    seen = json.loads(msgspec.msgpack.decode(raw))
+    assert seen["cwd"] == str(tmp_path)
+    assert seen["session_leader"] is True
+    assert seen["base_url"] == "https://ops.example"
+    assert seen["marker"] == f"set after the service started ({way})"
+    # Forked children are the fork server's, not this process's; the others are ours.
+    assert (seen["parent"] != os.getpid()) == (way == "forked")
+    assert (tmp_path / "exited.txt").read_text() != str(os.getpid())
+
+
+def test_a_child_that_cannot_load_reports_its_error(
+    tmp_path: Path, way: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module that raises while loading: the child exits 4 with the error as its JSON
+    document and its last stderr line, and nothing of it reaches the service process."""
+    write(tmp_path / "crash.py", CRASH)
+    store = tmp_path / ".smithers"
+    park(tmp_path, store, "crash.py:crashes", ["r"])
+    approve("r", "gate", store=str(store), by="ann")
+    monkeypatch.setenv("SMITHERS_CRASH_ON_LOAD", "1")
+
+    async def resume() -> children.Child:
+        proc = await start_child(str(store), ["resume", "r"], cwd=str(tmp_path), base_url=None)
+        assert proc.returncode is None or proc.returncode == 4
+        return await finish_child(proc)
+
+    child = asyncio.run(resume())
+    assert child.code == 4, child
+    assert child.error_type is not None
+    assert "the module cannot load" in child.error_message
+    assert "the module cannot load" in child.last_error
+
+
+def test_a_child_stopped_by_sigterm_is_interrupted_and_says_so(tmp_path: Path, way: str) -> None:
+    """SIGTERM (the worker stopping) reaches the child, which records its attempt as
+    interrupted, releases the run and exits 130 saying it stays resumable."""
+    hanging = PROBE.replace("def probe():", "def probe():\n    hang()") + HANG
+    write(tmp_path / "probe.py", hanging)
+    store = tmp_path / ".smithers"
+    park(tmp_path, store, "probe.py:probed", ["r"])
+    approve("r", "gate", store=str(store), by="ann")
+
+    async def resume_then_stop() -> children.Child:
+        proc = await start_child(str(store), ["resume", "r"], cwd=str(tmp_path), base_url=None)
+        ended = asyncio.ensure_future(finish_child(proc))
+        for _ in range(3000):  # a hang guard, not a timing assertion
+            if (tmp_path / "started").exists():
+                break
+            await asyncio.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        return await ended
+
+    child = asyncio.run(resume_then_stop())
+    assert child.code == 130, child
+    assert child.last_error == (
+        "Error: interrupted; run r stays resumable with `smithers resume r`."
+    )
+    with opened_store(store) as opened:
+        run = opened.get_run("r")
+        assert run is not None
+        assert (run.status, run.lease) == ("running", None)
+        assert [a.outcome for a in opened.attempts("r")] == ["interrupted"]
+
+
+HANG = """
+
+def hang():
+    import time
+
+    (HERE / "started").write_text("1")
+    time.sleep(60)
+"""
