@@ -8,8 +8,9 @@ smithers and its dependencies once and never opens a store or imports workflow c
 child starts in milliseconds instead of paying an interpreter start and those imports
 (about 0.2 s of CPU each) for every resume. It then runs exactly what ``python -m smithers
 --store LOCATION --json ARGS`` runs, in its own session, in the run's directory, with the
-service's environment as it is now. Where the fork server cannot start, a child is
-``python -m smithers`` started the ordinary way.
+service's environment as it is now. Where the fork server cannot start, or a child could
+not import this process's main module again (as multiprocessing has every child do), a
+child is ``python -m smithers`` started the ordinary way.
 """
 
 from __future__ import annotations
@@ -111,13 +112,20 @@ async def start_child(
     if base_url:
         env[BASE_URL_ENV] = base_url
     argv = ["--store", location, "--json", *args]
-    if _FORK_SERVER[0]:
+    if _FORK_SERVER[0] and _main_reimportable():
         try:
             # In a thread: the first child starts the fork server (an interpreter start), and
             # every start waits for the server's reply; the service's loop must not.
             return await asyncio.to_thread(_Forked, argv, cwd=cwd or os.getcwd(), env=env)
-        except (OSError, EOFError, ValueError):
-            _FORK_SERVER[0] = False  # this platform or sandbox forbids it: start them plainly
+        except (OSError, EOFError, ValueError) as exc:
+            # The platform or a sandbox forbids it, or the fork server died badly: from now on
+            # children start the ordinary way (slower, never wrong).
+            _FORK_SERVER[0] = False
+            print(
+                f"smithers: the fork server failed ({type(exc).__name__}: {exc}); children "
+                "start as `python -m smithers` from now on.",
+                file=sys.stderr,
+            )
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -130,6 +138,20 @@ async def start_child(
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
     )
+
+
+def _main_reimportable() -> bool:
+    """Whether a forked child can import this process's main module again, as multiprocessing
+    makes every child do before anything else (``smithers serve`` and ``worker`` can; a
+    program read from stdin cannot, and its children would all fail)."""
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None):
+        return True  # `python -m NAME`: imported again by name
+    path = getattr(main, "__file__", None)
+    if path is None:
+        return True  # `python -c`, an interactive session: nothing to import
+    started_in = getattr(multiprocessing.process, "ORIGINAL_DIR", None) or ""
+    return os.path.isfile(os.path.join(started_in, path))
 
 
 class _Forked:

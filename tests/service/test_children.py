@@ -9,6 +9,9 @@ import asyncio
 import json
 import os
 import signal
+import sys
+import time
+import types
 from pathlib import Path
 
 import msgspec
@@ -185,3 +188,88 @@ def hang():
     (HERE / "started").write_text("1")
     time.sleep(60)
 """
+
+
+def test_a_service_whose_main_module_cannot_be_imported_again_starts_children_plainly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service process read from stdin (its main module is no file): a forked child would
+    fail importing it again, so children start as `python -m smithers` and work."""
+    write(tmp_path / "probe.py", PROBE)
+    store = tmp_path / ".smithers"
+    park(tmp_path, store, "probe.py:probed", ["r"])
+    approve("r", "gate", store=str(store), by="ann")
+    read_from_stdin = types.ModuleType("__main__")
+    read_from_stdin.__file__ = "<stdin>"
+    monkeypatch.setitem(sys.modules, "__main__", read_from_stdin)
+
+    async def resume() -> children.Child:
+        return await smithers_child(str(store), ["resume", "r"], cwd=str(tmp_path))
+
+    child = asyncio.run(resume())
+    assert (child.code, child.document["status"]) == (0, "finished"), child
+    with opened_store(store) as opened:
+        raw = opened.output("r", "probe", ())
+    assert raw is not None
+    assert json.loads(msgspec.msgpack.decode(raw))["parent"] == os.getpid()
+
+
+def test_a_killed_fork_server_never_costs_a_resume(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The fork server killed -9 between two children (the OOM killer, an operator): the next
+    resume still runs to the end, forked from a new fork server or, when multiprocessing
+    cannot start one, as `python -m smithers` after one line on stderr saying so."""
+    if not children._FORK_SERVER[0]:
+        pytest.skip("this platform has no fork server")
+    write(tmp_path / "probe.py", PROBE)
+    store = tmp_path / ".smithers"
+    park(tmp_path, store, "probe.py:probed", ["a", "b"])
+    for run_id in ("a", "b"):
+        approve(run_id, "gate", store=str(store), by="ann")
+
+    async def resume(run_id: str) -> children.Child:
+        return await smithers_child(str(store), ["resume", run_id], cwd=str(tmp_path))
+
+    try:
+        assert asyncio.run(resume("a")).code == 0
+        (server,) = _fork_servers()
+        os.kill(server, signal.SIGKILL)
+        for _ in range(500):  # a hang guard: wait until it is gone
+            if server not in _fork_servers():
+                break
+            time.sleep(0.01)
+        child = asyncio.run(resume("b"))
+        assert (child.code, child.document["status"]) == (0, "finished"), child
+        with opened_store(store) as opened:
+            raw = opened.output("b", "probe", ())
+        assert raw is not None
+        parent = json.loads(msgspec.msgpack.decode(raw))["parent"]
+        if children._FORK_SERVER[0]:
+            assert parent in _fork_servers()
+            assert parent != server
+        else:
+            assert parent == os.getpid()
+            assert "smithers: the fork server failed (" in capfd.readouterr().err
+    finally:
+        children._FORK_SERVER[0] = True  # the other tests fork again (a new server starts)
+
+
+def _fork_servers() -> list[int]:
+    """This process's live fork servers (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                raw = stat.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(b")") + 2 :].split()
+        alive = fields[0] != b"Z"
+        if alive and int(fields[1]) == os.getpid() and b"multiprocessing.forkserver" in command:
+            found.append(int(entry))
+    return found
