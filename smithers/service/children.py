@@ -44,8 +44,11 @@ _PRELOAD = [
     "smithers.store.postgres",
     "psycopg",
 ]
-# False once the fork server failed to start here: children start the ordinary way.
+# False where there is no fork server, or after it failed _GIVE_UP times in a row: from then
+# on children start the ordinary way.
 _FORK_SERVER = [hasattr(os, "fork") and "forkserver" in multiprocessing.get_all_start_methods()]
+_FAILURES = [0]
+_GIVE_UP = 3
 
 
 class ChildProcess(Protocol):
@@ -116,16 +119,25 @@ async def start_child(
         try:
             # In a thread: the first child starts the fork server (an interpreter start), and
             # every start waits for the server's reply; the service's loop must not.
-            return await asyncio.to_thread(_Forked, argv, cwd=cwd or os.getcwd(), env=env)
+            forked = await asyncio.to_thread(_Forked, argv, cwd=cwd or os.getcwd(), env=env)
         except (OSError, EOFError, ValueError) as exc:
-            # The platform or a sandbox forbids it, or the fork server died badly: from now on
-            # children start the ordinary way (slower, never wrong).
-            _FORK_SERVER[0] = False
+            # The platform or a sandbox forbids it, or the fork server died as this child was
+            # asked of it (multiprocessing starts a new one next time): this child starts the
+            # ordinary way, and after _GIVE_UP failures in a row every child does.
+            _FAILURES[0] += 1
+            _FORK_SERVER[0] = _FAILURES[0] < _GIVE_UP
+            then = (
+                "this child starts as `python -m smithers`"
+                if _FORK_SERVER[0]
+                else "children start as `python -m smithers` from now on"
+            )
             print(
-                f"smithers: the fork server failed ({type(exc).__name__}: {exc}); children "
-                "start as `python -m smithers` from now on.",
+                f"smithers: the fork server failed ({type(exc).__name__}: {exc}); {then}.",
                 file=sys.stderr,
             )
+        else:
+            _FAILURES[0] = 0
+            return forked
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
