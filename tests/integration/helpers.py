@@ -126,6 +126,21 @@ def wait_for(
         time.sleep(0.01)
 
 
+def processes() -> dict[int, tuple[str, int, int]]:
+    """Every process's (state letter, parent pid, session id), from Linux /proc."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as stat:
+                    raw = stat.read()
+            except OSError:
+                continue  # it ended while we looked
+            fields = raw[raw.rindex(b")") + 2 :].split()
+            found[int(entry)] = (fields[0].decode(), int(fields[1]), int(fields[3]))
+    return found
+
+
 def write(path: Path, source: str) -> Path:
     """Write a workflow file (dedented)."""
     path.write_text(textwrap.dedent(source).lstrip())

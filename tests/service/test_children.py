@@ -13,6 +13,7 @@ import sys
 import time
 import types
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -20,7 +21,7 @@ import pytest
 from smithers import approve
 from smithers.service import children
 from smithers.service.children import finish_child, smithers_child, start_child
-from tests.integration.helpers import write
+from tests.integration.helpers import processes, write
 from tests.service.helpers import opened_store, park
 
 # A gate, then a task that reports where and how it ran; the module registers an exit handler
@@ -91,32 +92,51 @@ def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     return str(request.param)
 
 
+def _approved(
+    folder: Path, ids: list[str], source: str = PROBE, target: str = "probe.py:probed"
+) -> Path:
+    """Write ``source`` to the file ``target`` names, park a run of it per id and approve
+    each gate (not resumed); return the store."""
+    write(folder / target.split(":")[0], source)
+    store = folder / ".smithers"
+    park(folder, store, target, ids)
+    for run_id in ids:
+        approve(run_id, "gate", store=str(store), by="ann")
+    return store
+
+
+def _resume(store: Path, run_id: str, cwd: Path, base_url: str | None = None) -> children.Child:
+    """Resume ``run_id`` in a child, to its end."""
+
+    async def resume() -> children.Child:
+        return await smithers_child(str(store), ["resume", run_id], cwd=str(cwd), base_url=base_url)
+
+    return asyncio.run(resume())
+
+
+def _probed(store: Path, run_id: str) -> dict[str, Any]:
+    """What the probe task of run ``run_id`` saw (its directory, session, parent, env)."""
+    with opened_store(store) as opened:
+        raw = opened.output(run_id, "probe", ())
+    assert raw is not None
+    seen: dict[str, Any] = json.loads(msgspec.msgpack.decode(raw))
+    return seen
+
+
 def test_a_resume_child_runs_where_and_as_the_run_needs(
     tmp_path: Path, way: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The child resumes in the run's directory (not the service's), in its own session, with
     the environment as the service has it when it starts the child plus the base URL; the
     service reads its exit code and run document; the workflow's exit handlers run."""
-    write(tmp_path / "probe.py", PROBE)
-    store = tmp_path / ".smithers"
-    park(tmp_path, store, "probe.py:probed", ["r"])
-    approve("r", "gate", store=str(store), by="ann")
+    store = _approved(tmp_path, ["r"])
     monkeypatch.setenv("SMITHERS_CHILD_TEST", f"set after the service started ({way})")
     elsewhere = tmp_path / "service"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-
-    async def resume() -> children.Child:
-        return await smithers_child(
-            str(store), ["resume", "r"], cwd=str(tmp_path), base_url="https://ops.example"
-        )
-
-    child = asyncio.run(resume())
+    child = _resume(store, "r", tmp_path, base_url="https://ops.example")
     assert (child.code, child.document["status"]) == (0, "finished"), child
-    with opened_store(store) as opened:
-        raw = opened.output("r", "probe", ())
-    assert raw is not None
-    seen = json.loads(msgspec.msgpack.decode(raw))
+    seen = _probed(store, "r")
     assert seen["cwd"] == str(tmp_path)
     assert seen["session_leader"] is True
     assert seen["base_url"] == "https://ops.example"
@@ -131,10 +151,7 @@ def test_a_child_that_cannot_load_reports_its_error(
 ) -> None:
     """A module that raises while loading: the child exits 4 with the error as its JSON
     document and its last stderr line, and nothing of it reaches the service process."""
-    write(tmp_path / "crash.py", CRASH)
-    store = tmp_path / ".smithers"
-    park(tmp_path, store, "crash.py:crashes", ["r"])
-    approve("r", "gate", store=str(store), by="ann")
+    store = _approved(tmp_path, ["r"], CRASH, "crash.py:crashes")
     monkeypatch.setenv("SMITHERS_CRASH_ON_LOAD", "1")
 
     async def resume() -> children.Child:
@@ -153,10 +170,7 @@ def test_a_child_stopped_by_sigterm_is_interrupted_and_says_so(tmp_path: Path, w
     """SIGTERM (the worker stopping) reaches the child, which records its attempt as
     interrupted, releases the run and exits 130 saying it stays resumable."""
     hanging = PROBE.replace("def probe():", "def probe():\n    hang()") + HANG
-    write(tmp_path / "probe.py", hanging)
-    store = tmp_path / ".smithers"
-    park(tmp_path, store, "probe.py:probed", ["r"])
-    approve("r", "gate", store=str(store), by="ann")
+    store = _approved(tmp_path, ["r"], hanging)
 
     async def resume_then_stop() -> children.Child:
         proc = await start_child(str(store), ["resume", "r"], cwd=str(tmp_path), base_url=None)
@@ -195,23 +209,13 @@ def test_a_service_whose_main_module_cannot_be_imported_again_starts_children_pl
 ) -> None:
     """A service process read from stdin (its main module is no file): a forked child would
     fail importing it again, so children start as `python -m smithers` and work."""
-    write(tmp_path / "probe.py", PROBE)
-    store = tmp_path / ".smithers"
-    park(tmp_path, store, "probe.py:probed", ["r"])
-    approve("r", "gate", store=str(store), by="ann")
+    store = _approved(tmp_path, ["r"])
     read_from_stdin = types.ModuleType("__main__")
     read_from_stdin.__file__ = "<stdin>"
     monkeypatch.setitem(sys.modules, "__main__", read_from_stdin)
-
-    async def resume() -> children.Child:
-        return await smithers_child(str(store), ["resume", "r"], cwd=str(tmp_path))
-
-    child = asyncio.run(resume())
+    child = _resume(store, "r", tmp_path)
     assert (child.code, child.document["status"]) == (0, "finished"), child
-    with opened_store(store) as opened:
-        raw = opened.output("r", "probe", ())
-    assert raw is not None
-    assert json.loads(msgspec.msgpack.decode(raw))["parent"] == os.getpid()
+    assert _probed(store, "r")["parent"] == os.getpid()
 
 
 def test_children_fork_again_after_the_fork_server_is_killed(tmp_path: Path) -> None:
@@ -219,62 +223,36 @@ def test_children_fork_again_after_the_fork_server_is_killed(tmp_path: Path) -> 
     child is forked from a new fork server and resumes its run to the end."""
     if not children._FORK_SERVER[0]:
         pytest.skip("this platform has no fork server")
-    write(tmp_path / "probe.py", PROBE)
-    store = tmp_path / ".smithers"
-    park(tmp_path, store, "probe.py:probed", ["a", "b"])
-    for run_id in ("a", "b"):
-        approve(run_id, "gate", store=str(store), by="ann")
-
-    async def resume(run_id: str) -> children.Child:
-        return await smithers_child(str(store), ["resume", run_id], cwd=str(tmp_path))
-
+    store = _approved(tmp_path, ["a", "b"])
     try:
-        assert asyncio.run(resume("a")).code == 0
+        assert _resume(store, "a", tmp_path).code == 0
         (server,) = _fork_servers()
         os.kill(server, signal.SIGKILL)
         for _ in range(500):  # a hang guard: wait until it is dead (a zombie)
-            if _state(server) in ("Z", None):
+            if processes().get(server, ("Z",))[0] == "Z":
                 break
             time.sleep(0.01)
-        child = asyncio.run(resume("b"))
+        child = _resume(store, "b", tmp_path)
         assert (child.code, child.document["status"]) == (0, "finished"), child
-        with opened_store(store) as opened:
-            raw = opened.output("b", "probe", ())
-        assert raw is not None
-        parent = json.loads(msgspec.msgpack.decode(raw))["parent"]
+        parent = _probed(store, "b")["parent"]
         assert parent in _fork_servers()
         assert parent != server
     finally:
         children._FORK_SERVER[0] = True  # the other tests fork again, whatever happened here
 
 
-def _state(pid: int) -> str | None:
-    """A process's state letter (``Z`` for a zombie), or None when it is gone (Linux /proc)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            raw = stat.read()
-    except OSError:
-        return None
-    return raw[raw.rindex(b")") + 2 :].split()[0].decode()
-
-
 def _fork_servers() -> list[int]:
-    """This process's live fork servers (Linux /proc)."""
+    """This process's live fork servers."""
     found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+    for pid, (state, parent, _) in processes().items():
+        if state == "Z" or parent != os.getpid():
             continue
         try:
-            with open(f"/proc/{entry}/stat", "rb") as stat:
-                raw = stat.read()
-            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                command = cmdline.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if b"multiprocessing.forkserver" in cmdline.read():
+                    found.append(pid)
         except OSError:
-            continue
-        fields = raw[raw.rindex(b")") + 2 :].split()
-        alive = fields[0] != b"Z"
-        if alive and int(fields[1]) == os.getpid() and b"multiprocessing.forkserver" in command:
-            found.append(int(entry))
+            continue  # it ended while we looked
     return found
 
 
@@ -284,12 +262,8 @@ def test_a_fork_server_that_cannot_start_costs_no_resume(
     """Where the fork server cannot start (a sandbox that forbids it), each child starts as
     `python -m smithers` after one line on stderr; after three failures in a row every
     child does, without trying again."""
-    write(tmp_path / "probe.py", PROBE)
-    store = tmp_path / ".smithers"
     ids = ["a", "b", "c", "d"]
-    park(tmp_path, store, "probe.py:probed", ids)
-    for run_id in ids:
-        approve(run_id, "gate", store=str(store), by="ann")
+    store = _approved(tmp_path, ids)
     tried: list[str] = []
 
     class Forbidden:
@@ -301,11 +275,8 @@ def test_a_fork_server_that_cannot_start_costs_no_resume(
     monkeypatch.setattr(children, "_FORK_SERVER", [True])
     monkeypatch.setattr(children, "_FAILURES", [0])
 
-    async def resume(run_id: str) -> children.Child:
-        return await smithers_child(str(store), ["resume", run_id], cwd=str(tmp_path))
-
     for run_id in ids:
-        child = asyncio.run(resume(run_id))
+        child = _resume(store, run_id, tmp_path)
         assert (child.code, child.document["status"]) == (0, "finished"), child
     assert tried == ["a", "b", "c"]
     failed = "smithers: the fork server failed (PermissionError: forbidden here); "

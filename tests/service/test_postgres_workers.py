@@ -31,7 +31,7 @@ from smithers.runtime.loader import load_definition
 from smithers.service.children import Child
 from smithers.service.worker import Worker
 from smithers.store import Store, open_store
-from tests.integration.helpers import TASK_KIT, child_env, hold, inflight, write
+from tests.integration.helpers import TASK_KIT, child_env, hold, inflight, processes, write
 from tests.postgres_cluster import Cluster
 from tests.service.test_worker_outcomes import _children
 
@@ -122,29 +122,20 @@ def _workers(*procs: subprocess.Popen[str]) -> Iterator[list[subprocess.Popen[st
 
 
 def _resumes_of(pid: int) -> list[int]:
-    """The resume children of the worker ``pid`` (Linux /proc): its descendants that lead
-    their own session (forked by its fork server, or started by it directly)."""
-    parents: dict[int, tuple[int, int]] = {}  # pid -> (parent, session)
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as stat:
-                    raw = stat.read()
-            except OSError:
-                continue
-            fields = raw[raw.rindex(b")") + 2 :].split()
-            parents[int(entry)] = (int(fields[1]), int(fields[3]))
+    """The resume children of the worker ``pid``: its descendants that lead their own session
+    (forked by its fork server, or started by it directly)."""
+    table = processes()
 
     def descends(child: int) -> bool:
         seen = set()
-        while child in parents and child not in seen:
+        while child in table and child not in seen:
             seen.add(child)
-            child = parents[child][0]
+            child = table[child][1]
             if child == pid:
                 return True
         return False
 
-    return [p for p, (_, session) in parents.items() if session == p and descends(p)]
+    return [p for p, (_, _, session) in table.items() if session == p and descends(p)]
 
 
 def _until(check: object, what: str) -> None:
